@@ -1,0 +1,243 @@
+"""The MgNet cycle: the one implementation every model and solver in `mgnet` runs.
+
+Levels l = 1..J (index 0..J-1 here), finest first. Level l carries a *data* tensor
+f^l and a *feature* tensor u^l, both shaped (batch, channel, *space) in 1D, 2D or 3D.
+
+Smoothing step (one ``Step``), i = 1..nu_l::
+
+    u^{l,i} = u^{l,i-1} + sigma_out(B^{l,i} * sigma_in(f^l - A^l * u^{l,i-1}))
+
+Restriction to the coarser grid (one ``Transfer``)::
+
+    u^{l+1,0} = Pi^{l+1}_l *_2 u^l                      (Pi = 0 allowed: u^{l+1,0} = 0)
+    f^{l+1}   = R^{l+1}_l *_2 (f^l - A^l * u^l) + A^{l+1} * u^{l+1,0}
+
+Coarse correction on the way up (only in V, W and F cycles)::
+
+    u^l = u^l + P^l_{l+1} (u^{l+1} - Pi^{l+1}_l u^l),  then nu'_l post-smoothing steps
+
+``MgCycle(shape="down")`` is Algorithm 1 of He & Xu (2019), the classifier's forward
+pass, which returns u^J. ``shape="V"|"W"|"F"`` adds the up-sweep and returns u^1: with
+sigma = identity, fixed stencils and Pi = 0 this is the correction-scheme multigrid
+cycle; with Pi = injection it is the Full Approximation Scheme (FAS).
+
+A zero feature tensor is passed around as ``None`` so that A * 0 is never computed:
+on a coarse grid of the correction scheme the first smoothing step is then u = B f.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor, nn
+
+__all__ = ["Step", "Level", "Transfer", "MgCycle", "CycleRecord", "CYCLE_SHAPES"]
+
+CYCLE_SHAPES = ("down", "V", "W", "F")
+
+# What a coarse visit expands into, per cycle shape (gamma = 1 for V, 2 for W).
+_COARSE_VISITS = {"V": ("V",), "W": ("W", "W"), "F": ("F", "V")}
+
+
+def _apply(op: nn.Module | None, x: Tensor) -> Tensor:
+    return x if op is None else op(x)
+
+
+@dataclass
+class CycleRecord:
+    """Optional trace of a cycle: what every level held after every operation.
+
+    Pass an instance as ``record=`` to :meth:`MgCycle.forward`; each event is a dict with
+    ``level`` (0-based, finest = 0), ``phase`` (``"start"``, ``"pre"``, ``"restrict"``,
+    ``"correct"``, ``"post"``), ``step`` (i within the phase), the feature ``u`` and data
+    ``f`` of that level (``u`` is ``None`` where it is zero), and ``residual``, the norm
+    of f - A u per sample where ``residuals=True``.
+    Tensors are detached, so recording never keeps an autograd graph alive.
+    """
+
+    residuals: bool = False
+    events: list[dict] = field(default_factory=list)
+
+    def add(self, level: int, phase: str, step: int, u: Tensor | None, f: Tensor,
+            A: nn.Module | None = None) -> None:
+        event = {"level": level, "phase": phase, "step": step,
+                 "u": None if u is None else u.detach(), "f": f.detach()}
+        if self.residuals:
+            r = f if (u is None or A is None) else f - A(u)
+            event["residual"] = r.detach().flatten(1).norm(dim=1)
+        self.events.append(event)
+
+    def final(self, level: int) -> dict:
+        """The last event recorded on ``level``: its final u^l and f^l."""
+        for event in reversed(self.events):
+            if event["level"] == level:
+                return event
+        raise KeyError(f"level={level} was not visited; visited {sorted(self.levels())}")
+
+    def levels(self) -> set[int]:
+        return {e["level"] for e in self.events}
+
+
+class Step(nn.Module):
+    """One smoothing step u <- u + sigma_out(B^{l,i} * sigma_in(f - A^l * u)).
+
+    ``A`` (feature -> data) and ``B`` (data -> feature) are modules; passing the same
+    module to several steps shares it (A^l shared by a level, B^l shared by a level).
+    ``sigma_in`` and ``sigma_out`` are pointwise modules; ``None`` is the identity.
+    A ``B`` whose attribute ``needs_u`` is true is called as ``B(r, u)``: a smoother
+    that depends on the current iterate, such as Newton-Jacobi for a nonlinear A.
+    """
+
+    def __init__(self, A: nn.Module, B: nn.Module, sigma_in: nn.Module | None = None,
+                 sigma_out: nn.Module | None = None) -> None:
+        super().__init__()
+        self.A = A
+        self.B = B
+        self.sigma_in = sigma_in
+        self.sigma_out = sigma_out
+
+    def residual(self, u: Tensor | None, f: Tensor) -> Tensor:
+        """f - A u, with u = None standing for zero."""
+        return f if u is None else f - self.A(u)
+
+    def forward(self, u: Tensor | None, f: Tensor) -> Tensor:
+        r = _apply(self.sigma_in, self.residual(u, f))
+        du = self.B(r, u) if getattr(self.B, "needs_u", False) else self.B(r)
+        du = _apply(self.sigma_out, du)
+        return du if u is None else u + du
+
+
+class Level(nn.Module):
+    """Grid l: its operator A^l and its smoothing steps.
+
+    ``pre`` holds the nu_l steps of the down-sweep, ``post`` the nu'_l steps after the
+    coarse correction (up-sweep only). ``A`` is the level's own A^l, used for the residual
+    that is restricted and for the term A^{l+1} u^{l+1,0} seen from the finer grid.
+    """
+
+    def __init__(self, A: nn.Module, pre: Sequence[Step], post: Sequence[Step] = ()) -> None:
+        super().__init__()
+        self.A = A
+        self.pre = nn.ModuleList(pre)
+        self.post = nn.ModuleList(post)
+
+    @property
+    def nu(self) -> tuple[int, int]:
+        """(nu_l, nu'_l): pre- and post-smoothing steps."""
+        return len(self.pre), len(self.post)
+
+
+class Transfer(nn.Module):
+    """Grid transfers between level l and level l+1.
+
+    ``Pi`` (feature, fine -> coarse): ``None`` is Pi = 0, the correction scheme.
+    ``R`` (data, fine -> coarse), applied to the residual f^l - A^l u^l.
+    ``P`` (feature, coarse -> fine): prolongation of the up-sweep; classifiers leave it out.
+    ``sigma_Pi`` and ``sigma_R`` follow Pi and R (BN + ReLU in the classifiers).
+    """
+
+    def __init__(self, R: nn.Module, Pi: nn.Module | None = None, P: nn.Module | None = None,
+                 sigma_Pi: nn.Module | None = None, sigma_R: nn.Module | None = None) -> None:
+        super().__init__()
+        self.R = R
+        self.Pi = Pi
+        self.P = P
+        self.sigma_Pi = sigma_Pi
+        self.sigma_R = sigma_R
+
+
+class MgCycle(nn.Module):
+    """The MgNet cycle over ``levels`` (finest first) joined by ``transfers``.
+
+    Args:
+        levels: J ``Level`` modules.
+        transfers: J - 1 ``Transfer`` modules; ``transfers[l]`` joins level l and l+1.
+        f_in: the map from the input to f^1 (a classifier's stem); ``None`` is identity.
+        shape: ``"down"`` (Algorithm 1, returns u^J), or ``"V"``, ``"W"``, ``"F"``
+            (down- and up-sweep, returns u^1; every transfer needs P).
+
+    ``forward(f, u=None, record=None)``: ``u`` is the initial guess u^{1,0} (``None`` is
+    zero); ``record`` is an optional :class:`CycleRecord` that receives every level's
+    u^l and f^l.
+    """
+
+    def __init__(self, levels: Sequence[Level], transfers: Sequence[Transfer],
+                 f_in: nn.Module | None = None, shape: str = "down") -> None:
+        super().__init__()
+        if len(levels) < 1:
+            raise ValueError("levels: need at least one Level")
+        if len(transfers) != len(levels) - 1:
+            raise ValueError(f"transfers: need {len(levels) - 1} for {len(levels)} levels, "
+                             f"got {len(transfers)}")
+        self.levels = nn.ModuleList(levels)
+        self.transfers = nn.ModuleList(transfers)
+        self.f_in = f_in
+        self.shape = shape
+        self._check_shape(shape)
+
+    def _check_shape(self, shape: str) -> None:
+        if shape not in CYCLE_SHAPES:
+            raise ValueError(f"shape: {shape!r} is not one of {', '.join(CYCLE_SHAPES)}")
+        if shape != "down" and any(t.P is None for t in self.transfers):
+            raise ValueError(f"shape: {shape!r} needs an up-sweep, but a Transfer has no P")
+
+    @property
+    def depth(self) -> int:
+        """J, the number of levels."""
+        return len(self.levels)
+
+    def forward(self, f: Tensor, u: Tensor | None = None, record: CycleRecord | None = None,
+                shape: str | None = None) -> Tensor:
+        shape = self.shape if shape is None else shape
+        if shape != self.shape:
+            self._check_shape(shape)
+        f = _apply(self.f_in, f)
+        return self.visit(0, u, f, shape, record)
+
+    def smooth(self, l: int, u: Tensor | None, f: Tensor, phase: str,
+               record: CycleRecord | None = None) -> Tensor | None:
+        """Run level l's ``pre`` or ``post`` steps on (u, f)."""
+        level = self.levels[l]
+        for i, step in enumerate(getattr(level, phase)):
+            u = step(u, f)
+            if record is not None:
+                record.add(l, phase, i + 1, u, f, step.A)
+        return u
+
+    def restrict(self, l: int, u: Tensor | None, f: Tensor) -> tuple[Tensor | None, Tensor]:
+        """(u^{l+1,0}, f^{l+1}) = (Pi u^l, R (f^l - A^l u^l) + A^{l+1} Pi u^l)."""
+        t = self.transfers[l]
+        r = f if u is None else f - self.levels[l].A(u)
+        f_c = _apply(t.sigma_R, t.R(r))
+        if t.Pi is None or u is None:
+            return None, f_c
+        u_c = _apply(t.sigma_Pi, t.Pi(u))
+        return u_c, f_c + self.levels[l + 1].A(u_c)
+
+    def visit(self, l: int, u: Tensor | None, f: Tensor, shape: str,
+              record: CycleRecord | None = None) -> Tensor:
+        """One visit of level l in a cycle of the given shape (recursive on l)."""
+        if record is not None:
+            record.add(l, "start", 0, u, f, self.levels[l].A)
+        u = self.smooth(l, u, f, "pre", record)
+        if l == self.depth - 1:
+            if shape != "down":
+                u = self.smooth(l, u, f, "post", record)
+            return torch.zeros_like(f) if u is None else u
+        u_c0, f_c = self.restrict(l, u, f)
+        if record is not None:
+            record.add(l + 1, "restrict", 0, u_c0, f_c, self.levels[l + 1].A)
+        if shape == "down":
+            return self.visit(l + 1, u_c0, f_c, "down", record)
+        u_c = u_c0
+        for coarse_shape in _COARSE_VISITS[shape]:
+            u_c = self.visit(l + 1, u_c, f_c, coarse_shape, record)
+        e_c = u_c if u_c0 is None else u_c - u_c0
+        correction = self.transfers[l].P(e_c)
+        u = correction if u is None else u + correction
+        if record is not None:
+            record.add(l, "correct", 0, u, f, self.levels[l].A)
+        u = self.smooth(l, u, f, "post", record)
+        return u

@@ -1,0 +1,124 @@
+"""MgNet classifiers: the cycle of `mgnet.core` with learned convolutions, BN and ReLU.
+
+As in the authors' code (DESIGN.md section 2):
+
+* f_in (stem):  f^1 = ReLU(BN(conv3x3(x))), u^{1,0} = 0;
+* smoothing:    u <- u + ReLU(BN(B^{l,i} * ReLU(BN(f - A^l * u))));
+* restriction:  u' = ReLU(BN(Pi * u)), f' = ReLU(BN(R * (f - A^l u))) + A^{l+1} * u';
+* head:         global average pool of u^J, then a linear layer.
+
+Convolutions have no bias. BatchNorm is per step even where A or B is shared.
+"""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from mgnet.core import Level, MgCycle, Step, Transfer
+from mgnet.models.spec import MgNetConfig, format_spec
+
+__all__ = ["MgNet"]
+
+_CONV = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
+_BN = {1: nn.BatchNorm1d, 2: nn.BatchNorm2d, 3: nn.BatchNorm3d}
+_MAXPOOL = {1: nn.MaxPool1d, 2: nn.MaxPool2d, 3: nn.MaxPool3d}
+_AVGPOOL = {1: nn.AdaptiveAvgPool1d, 2: nn.AdaptiveAvgPool2d, 3: nn.AdaptiveAvgPool3d}
+
+
+class MgNet(nn.Module):
+    """An MgNet classifier: ``f_in`` stem, the down-sweep of :class:`MgCycle`, a linear head.
+
+    Args:
+        cfg: the architecture (see :class:`mgnet.models.spec.MgNetConfig`).
+        num_classes: outputs of the linear head.
+        in_channels: channels of the input image.
+    """
+
+    def __init__(self, cfg: MgNetConfig, num_classes: int = 10, in_channels: int = 3) -> None:
+        super().__init__()
+        if num_classes < 1:
+            raise ValueError(f"num_classes: must be a positive integer, got {num_classes}")
+        if in_channels < 1:
+            raise ValueError(f"in_channels: must be a positive integer, got {in_channels}")
+        self.cfg = cfg
+        self.num_classes = num_classes
+        self.in_channels = in_channels
+        d, cu, cf = cfg.dim, cfg.channels_u, cfg.channels_f
+        conv, bn = _CONV[d], _BN[d]
+        linear = cfg.sigma == "linear"
+
+        def sigma(c: int) -> nn.Module | None:
+            return None if linear else nn.Sequential(bn(c), nn.ReLU(inplace=True))
+
+        def conv3(c_in: int, c_out: int, stride: int = 1) -> nn.Module:
+            return conv(c_in, c_out, 3, stride=stride, padding=1, bias=False)
+
+        if cfg.stem == "imagenet":
+            stem = [conv(in_channels, cf[0], 7, stride=2, padding=3, bias=False)]
+            stem += [] if linear else [bn(cf[0]), nn.ReLU(inplace=True)]
+            stem.append(_MAXPOOL[d](3, stride=2, padding=1))
+            self.reduction = 4
+        else:
+            stem = [conv3(in_channels, cf[0])]
+            stem += [] if linear else [bn(cf[0]), nn.ReLU(inplace=True)]
+            self.reduction = 1
+        levels = []
+        for l, nu in enumerate(cfg.nu):
+            A_level = conv3(cu[l], cf[l])
+            B_level = conv3(cf[l], cu[l])
+            steps = []
+            for i in range(nu):
+                A = A_level if cfg.share_A == "level" or i == 0 else conv3(cu[l], cf[l])
+                B = B_level if cfg.share_B == "level" or i == 0 else conv3(cf[l], cu[l])
+                steps.append(Step(A, B, sigma_in=sigma(cf[l]), sigma_out=sigma(cu[l])))
+            levels.append(Level(A_level, steps))
+        transfers = [
+            Transfer(R=conv3(cf[l], cf[l + 1], stride=2), Pi=conv3(cu[l], cu[l + 1], stride=2),
+                     sigma_Pi=sigma(cu[l + 1]), sigma_R=sigma(cf[l + 1]))
+            for l in range(cfg.depth - 1)
+        ]
+        self.cycle = MgCycle(levels, transfers, f_in=nn.Sequential(*stem), shape="down")
+        self.pool = _AVGPOOL[d](1)
+        self.fc = nn.Linear(cu[-1], num_classes)
+        self._init_weights()
+
+    def _init_weights(self) -> None:
+        for m in self.modules():
+            if isinstance(m, nn.Conv1d | nn.Conv2d | nn.Conv3d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(m, nn.BatchNorm1d | nn.BatchNorm2d | nn.BatchNorm3d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+
+    @property
+    def spec(self) -> str:
+        """The model in the paper's notation, e.g. ``mgnet[2,2,2,2]-256-Bl``."""
+        return format_spec(self.cfg)
+
+    @property
+    def min_input_size(self) -> int:
+        """Smallest spatial side that keeps at least one pixel on the coarsest of J levels."""
+        return self.reduction * 2 ** (self.cfg.depth - 1)
+
+    def check_input(self, x: Tensor) -> None:
+        """Raise a one-line ValueError if ``x`` cannot go through this network."""
+        d = self.cfg.dim
+        if x.dim() != d + 2:
+            raise ValueError(f"input: expected a (batch, {self.in_channels}, "
+                             f"{', '.join(['size'] * d)}) tensor, got shape {tuple(x.shape)}")
+        if x.shape[1] != self.in_channels:
+            raise ValueError(f"in_channels: the model takes {self.in_channels} input channels, "
+                             f"the input has {x.shape[1]} (shape {tuple(x.shape)})")
+        if min(x.shape[2:]) < self.min_input_size:
+            raise ValueError(f"input: spatial size {tuple(x.shape[2:])} is too small for "
+                             f"{self.cfg.depth} levels; need at least {self.min_input_size} "
+                             "per side")
+
+    def features(self, x: Tensor, record=None) -> Tensor:
+        """u^J, the coarsest feature of the down-sweep (``record``: a CycleRecord)."""
+        self.check_input(x)
+        return self.cycle(x, record=record)
+
+    def forward(self, x: Tensor) -> Tensor:
+        u = self.features(x)
+        return self.fc(self.pool(u).flatten(1))
