@@ -88,15 +88,18 @@ class Step(nn.Module):
     ``sigma_in`` and ``sigma_out`` are pointwise modules; ``None`` is the identity.
     A ``B`` whose attribute ``needs_u`` is true is called as ``B(r, u)``: a smoother
     that depends on the current iterate, such as Newton-Jacobi for a nonlinear A.
+    ``project`` (optional) is applied to the updated feature, u <- project(u + du): the
+    projection onto a constraint set such as u >= 0 (constrained data-feature mapping).
     """
 
     def __init__(self, A: nn.Module, B: nn.Module, sigma_in: nn.Module | None = None,
-                 sigma_out: nn.Module | None = None) -> None:
+                 sigma_out: nn.Module | None = None, project: nn.Module | None = None) -> None:
         super().__init__()
         self.A = A
         self.B = B
         self.sigma_in = sigma_in
         self.sigma_out = sigma_out
+        self.project = project
 
     def residual(self, u: Tensor | None, f: Tensor) -> Tensor:
         """f - A u, with u = None standing for zero."""
@@ -106,7 +109,7 @@ class Step(nn.Module):
         r = _apply(self.sigma_in, self.residual(u, f))
         du = self.B(r, u) if getattr(self.B, "needs_u", False) else self.B(r)
         du = _apply(self.sigma_out, du)
-        return du if u is None else u + du
+        return _apply(self.project, du if u is None else u + du)
 
 
 class Level(nn.Module):
