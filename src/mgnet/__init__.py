@@ -5,5 +5,15 @@ from mgnet.models import count_parameters, create_model, list_models, parse_spec
 
 __version__ = "0.1.0"
 
-__all__ = ["CycleRecord", "Level", "MgCycle", "Step", "Transfer", "__version__",
-           "count_parameters", "create_model", "list_models", "parse_spec"]
+__all__ = [
+    "CycleRecord",
+    "Level",
+    "MgCycle",
+    "Step",
+    "Transfer",
+    "__version__",
+    "count_parameters",
+    "create_model",
+    "list_models",
+    "parse_spec",
+]

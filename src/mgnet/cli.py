@@ -20,9 +20,12 @@ class UserError(Exception):
 
 # --------------------------------------------------------------------------- models
 def _add_models(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("models", help="list the registered models and their parameter counts",
-                       description="List registered models. Any MgNet spec string, e.g. "
-                       "'mgnet[2,2,2,2]-256-Bl', is accepted wherever a model name is.")
+    p = sub.add_parser(
+        "models",
+        help="list the registered models and their parameter counts",
+        description="List registered models. Any MgNet spec string, e.g. "
+        "'mgnet[2,2,2,2]-256-Bl', is accepted wherever a model name is.",
+    )
     p.add_argument("--json", action="store_true", help="print a JSON list")
     p.set_defaults(run=_run_models)
 
@@ -34,18 +37,27 @@ def _run_models(args: argparse.Namespace) -> int:
     for name in list_models():
         info = model_info(name)
         model = create_model(name)
-        rows.append({"name": name, "parameters": count_parameters(model),
-                     "num_classes": info.num_classes, "in_channels": info.in_channels,
-                     "input_size": info.input_size, "spec": getattr(model, "spec", None),
-                     "description": info.description})
+        rows.append(
+            {
+                "name": name,
+                "parameters": count_parameters(model),
+                "num_classes": info.num_classes,
+                "in_channels": info.in_channels,
+                "input_size": info.input_size,
+                "spec": getattr(model, "spec", None),
+                "description": info.description,
+            }
+        )
     if args.json:
         print(json.dumps(rows, indent=2))
     else:
         print(f"{'name':<22}{'parameters':>13}  {'classes':>7}  {'input':>9}  description")
         for r in rows:
             size = f"{r['in_channels']}x{r['input_size']}"
-            print(f"{r['name']:<22}{r['parameters']:>13,}  {r['num_classes']:>7}  {size:>9}  "
-                  f"{r['description']}")
+            print(
+                f"{r['name']:<22}{r['parameters']:>13,}  {r['num_classes']:>7}  {size:>9}  "
+                f"{r['description']}"
+            )
     return 0
 
 
@@ -56,7 +68,8 @@ SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_models]
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="mgnet", description="MgNet: one multigrid cycle, a CNN and a PDE solver.")
+        prog="mgnet", description="MgNet: one multigrid cycle, a CNN and a PDE solver."
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for add in SUBCOMMANDS:

@@ -60,10 +60,22 @@ class CycleRecord:
     residuals: bool = False
     events: list[dict] = field(default_factory=list)
 
-    def add(self, level: int, phase: str, step: int, u: Tensor | None, f: Tensor,
-            A: nn.Module | None = None) -> None:
-        event = {"level": level, "phase": phase, "step": step,
-                 "u": None if u is None else u.detach(), "f": f.detach()}
+    def add(
+        self,
+        level: int,
+        phase: str,
+        step: int,
+        u: Tensor | None,
+        f: Tensor,
+        A: nn.Module | None = None,
+    ) -> None:
+        event = {
+            "level": level,
+            "phase": phase,
+            "step": step,
+            "u": None if u is None else u.detach(),
+            "f": f.detach(),
+        }
         if self.residuals:
             r = f if (u is None or A is None) else f - A(u)
             event["residual"] = r.detach().flatten(1).norm(dim=1)
@@ -92,8 +104,14 @@ class Step(nn.Module):
     projection onto a constraint set such as u >= 0 (constrained data-feature mapping).
     """
 
-    def __init__(self, A: nn.Module, B: nn.Module, sigma_in: nn.Module | None = None,
-                 sigma_out: nn.Module | None = None, project: nn.Module | None = None) -> None:
+    def __init__(
+        self,
+        A: nn.Module,
+        B: nn.Module,
+        sigma_in: nn.Module | None = None,
+        sigma_out: nn.Module | None = None,
+        project: nn.Module | None = None,
+    ) -> None:
         super().__init__()
         self.A = A
         self.B = B
@@ -141,8 +159,14 @@ class Transfer(nn.Module):
     ``sigma_Pi`` and ``sigma_R`` follow Pi and R (BN + ReLU in the classifiers).
     """
 
-    def __init__(self, R: nn.Module, Pi: nn.Module | None = None, P: nn.Module | None = None,
-                 sigma_Pi: nn.Module | None = None, sigma_R: nn.Module | None = None) -> None:
+    def __init__(
+        self,
+        R: nn.Module,
+        Pi: nn.Module | None = None,
+        P: nn.Module | None = None,
+        sigma_Pi: nn.Module | None = None,
+        sigma_R: nn.Module | None = None,
+    ) -> None:
         super().__init__()
         self.R = R
         self.Pi = Pi
@@ -166,14 +190,20 @@ class MgCycle(nn.Module):
     u^l and f^l.
     """
 
-    def __init__(self, levels: Sequence[Level], transfers: Sequence[Transfer],
-                 f_in: nn.Module | None = None, shape: str = "down") -> None:
+    def __init__(
+        self,
+        levels: Sequence[Level],
+        transfers: Sequence[Transfer],
+        f_in: nn.Module | None = None,
+        shape: str = "down",
+    ) -> None:
         super().__init__()
         if len(levels) < 1:
             raise ValueError("levels: need at least one Level")
         if len(transfers) != len(levels) - 1:
-            raise ValueError(f"transfers: need {len(levels) - 1} for {len(levels)} levels, "
-                             f"got {len(transfers)}")
+            raise ValueError(
+                f"transfers: need {len(levels) - 1} for {len(levels)} levels, got {len(transfers)}"
+            )
         self.levels = nn.ModuleList(levels)
         self.transfers = nn.ModuleList(transfers)
         self.f_in = f_in
@@ -191,16 +221,22 @@ class MgCycle(nn.Module):
         """J, the number of levels."""
         return len(self.levels)
 
-    def forward(self, f: Tensor, u: Tensor | None = None, record: CycleRecord | None = None,
-                shape: str | None = None) -> Tensor:
+    def forward(
+        self,
+        f: Tensor,
+        u: Tensor | None = None,
+        record: CycleRecord | None = None,
+        shape: str | None = None,
+    ) -> Tensor:
         shape = self.shape if shape is None else shape
         if shape != self.shape:
             self._check_shape(shape)
         f = _apply(self.f_in, f)
         return self.visit(0, u, f, shape, record)
 
-    def smooth(self, l: int, u: Tensor | None, f: Tensor, phase: str,
-               record: CycleRecord | None = None) -> Tensor | None:
+    def smooth(
+        self, l: int, u: Tensor | None, f: Tensor, phase: str, record: CycleRecord | None = None
+    ) -> Tensor | None:
         """Run level l's ``pre`` or ``post`` steps on (u, f)."""
         level = self.levels[l]
         for i, step in enumerate(getattr(level, phase)):
@@ -219,8 +255,9 @@ class MgCycle(nn.Module):
         u_c = _apply(t.sigma_Pi, t.Pi(u))
         return u_c, f_c + self.levels[l + 1].A(u_c)
 
-    def visit(self, l: int, u: Tensor | None, f: Tensor, shape: str,
-              record: CycleRecord | None = None) -> Tensor:
+    def visit(
+        self, l: int, u: Tensor | None, f: Tensor, shape: str, record: CycleRecord | None = None
+    ) -> Tensor:
         """One visit of level l in a cycle of the given shape (recursive on l)."""
         if record is not None:
             record.add(l, "start", 0, u, f, self.levels[l].A)

@@ -12,6 +12,19 @@ from mgnet.models.registry import (
 )
 from mgnet.models.spec import MgNetConfig, SpecError, format_spec, parse_spec
 
-__all__ = ["MgNet", "MgNetConfig", "ModelInfo", "PlainCNN", "PreActBlock", "PreActResNet",
-           "SpecError", "count_parameters", "create_model", "format_spec", "list_models",
-           "model_info", "parse_spec", "register_model"]
+__all__ = [
+    "MgNet",
+    "MgNetConfig",
+    "ModelInfo",
+    "PlainCNN",
+    "PreActBlock",
+    "PreActResNet",
+    "SpecError",
+    "count_parameters",
+    "create_model",
+    "format_spec",
+    "list_models",
+    "model_info",
+    "parse_spec",
+    "register_model",
+]

@@ -40,8 +40,13 @@ class PreActBlock(nn.Module):
 class PreActResNet(nn.Module):
     """Pre-activation ResNet; ``blocks=(2, 2, 2, 2)`` and ``width=64`` is PreAct-ResNet-18."""
 
-    def __init__(self, blocks: tuple[int, ...] = (2, 2, 2, 2), width: int = 64,
-                 num_classes: int = 10, in_channels: int = 3) -> None:
+    def __init__(
+        self,
+        blocks: tuple[int, ...] = (2, 2, 2, 2),
+        width: int = 64,
+        num_classes: int = 10,
+        in_channels: int = 3,
+    ) -> None:
         super().__init__()
         self.in_channels = in_channels
         self.conv1 = nn.Conv2d(in_channels, width, 3, stride=1, padding=1, bias=False)
@@ -66,8 +71,9 @@ class PreActResNet(nn.Module):
 class PlainCNN(nn.Module):
     """``depth`` stages of two conv3x3-BN-ReLU layers, a 2x2 max-pool between stages."""
 
-    def __init__(self, width: int = 32, depth: int = 3, num_classes: int = 10,
-                 in_channels: int = 3) -> None:
+    def __init__(
+        self, width: int = 32, depth: int = 3, num_classes: int = 10, in_channels: int = 3
+    ) -> None:
         super().__init__()
         self.in_channels = in_channels
         layers, c_in = [], in_channels
@@ -76,8 +82,11 @@ class PlainCNN(nn.Module):
             if s > 0:
                 layers.append(nn.MaxPool2d(2))
             for _ in range(2):
-                layers += [nn.Conv2d(c_in, c_out, 3, padding=1, bias=False),
-                           nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)]
+                layers += [
+                    nn.Conv2d(c_in, c_out, 3, padding=1, bias=False),
+                    nn.BatchNorm2d(c_out),
+                    nn.ReLU(inplace=True),
+                ]
                 c_in = c_out
         self.features = nn.Sequential(*layers)
         self.fc = nn.Linear(c_in, num_classes)

@@ -73,8 +73,12 @@ class MgNet(nn.Module):
                 steps.append(Step(A, B, sigma_in=sigma(cf[l]), sigma_out=sigma(cu[l])))
             levels.append(Level(A_level, steps))
         transfers = [
-            Transfer(R=conv3(cf[l], cf[l + 1], stride=2), Pi=conv3(cu[l], cu[l + 1], stride=2),
-                     sigma_Pi=sigma(cu[l + 1]), sigma_R=sigma(cf[l + 1]))
+            Transfer(
+                R=conv3(cf[l], cf[l + 1], stride=2),
+                Pi=conv3(cu[l], cu[l + 1], stride=2),
+                sigma_Pi=sigma(cu[l + 1]),
+                sigma_R=sigma(cf[l + 1]),
+            )
             for l in range(cfg.depth - 1)
         ]
         self.cycle = MgCycle(levels, transfers, f_in=nn.Sequential(*stem), shape="down")
@@ -104,15 +108,21 @@ class MgNet(nn.Module):
         """Raise a one-line ValueError if ``x`` cannot go through this network."""
         d = self.cfg.dim
         if x.dim() != d + 2:
-            raise ValueError(f"input: expected a (batch, {self.in_channels}, "
-                             f"{', '.join(['size'] * d)}) tensor, got shape {tuple(x.shape)}")
+            raise ValueError(
+                f"input: expected a (batch, {self.in_channels}, "
+                f"{', '.join(['size'] * d)}) tensor, got shape {tuple(x.shape)}"
+            )
         if x.shape[1] != self.in_channels:
-            raise ValueError(f"in_channels: the model takes {self.in_channels} input channels, "
-                             f"the input has {x.shape[1]} (shape {tuple(x.shape)})")
+            raise ValueError(
+                f"in_channels: the model takes {self.in_channels} input channels, "
+                f"the input has {x.shape[1]} (shape {tuple(x.shape)})"
+            )
         if min(x.shape[2:]) < self.min_input_size:
-            raise ValueError(f"input: spatial size {tuple(x.shape[2:])} is too small for "
-                             f"{self.cfg.depth} levels; need at least {self.min_input_size} "
-                             "per side")
+            raise ValueError(
+                f"input: spatial size {tuple(x.shape[2:])} is too small for "
+                f"{self.cfg.depth} levels; need at least {self.min_input_size} "
+                "per side"
+            )
 
     def features(self, x: Tensor, record=None) -> Tensor:
         """u^J, the coarsest feature of the down-sweep (``record``: a CycleRecord)."""

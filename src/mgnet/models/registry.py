@@ -15,8 +15,14 @@ from mgnet.models.baselines import PlainCNN, PreActResNet
 from mgnet.models.mgnet import MgNet
 from mgnet.models.spec import MgNetConfig, SpecError, is_spec, parse_spec
 
-__all__ = ["ModelInfo", "create_model", "list_models", "model_info", "register_model",
-           "count_parameters"]
+__all__ = [
+    "ModelInfo",
+    "create_model",
+    "list_models",
+    "model_info",
+    "register_model",
+    "count_parameters",
+]
 
 
 @dataclass(frozen=True)
@@ -53,10 +59,13 @@ def _mgnet_builder(spec: str) -> Callable[..., nn.Module]:
             fields = set(MgNetConfig.__dataclass_fields__)
             unknown = sorted(set(overrides) - fields)
             if unknown:
-                raise ValueError(f"overrides: unknown option(s) {', '.join(unknown)}; "
-                                 f"accepted: {', '.join(sorted(fields))}")
-            cfg = replace(cfg, **{k: tuple(v) if isinstance(v, list) else v
-                                  for k, v in overrides.items()})
+                raise ValueError(
+                    f"overrides: unknown option(s) {', '.join(unknown)}; "
+                    f"accepted: {', '.join(sorted(fields))}"
+                )
+            cfg = replace(
+                cfg, **{k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()}
+            )
         return MgNet(cfg, num_classes=num_classes, in_channels=in_channels)
 
     return build
@@ -81,30 +90,84 @@ def _tv_resnet18(num_classes: int, in_channels: int, **kw) -> nn.Module:
 
 
 for _name, _spec, _desc, _nc, _ic, _size in [
-    ("mgnet_cifar", "mgnet[2,2,2,2]-256-Bl",
-     "MgNet[2,2,2,2]-256-B^l, the paper's CIFAR model", 10, 3, 32),
-    ("mgnet_cifar_wise_b", "mgnet[2,2,2,2]-256-Bli",
-     "MgNet[2,2,2,2]-256-B^{l,i}, one B per smoothing step", 10, 3, 32),
-    ("mgnet_imagenet", "mgnet[3,4,6,3]-[128,256,512,1024]-Bli-stem7",
-     "MgNet[3,4,6,3]-[128,256,512,1024]-B^{l,i}, ImageNet stem", 1000, 3, 224),
-    ("mgnet_digits", "mgnet[2,2,2]-[32,64,128]-Bl",
-     "small MgNet for 8x8 digits: 3 levels (8, 4, 2)", 10, 1, 8),
-    ("mgnet_mnist", "mgnet[2,2,2]-[32,64,128]-Bl",
-     "small MgNet for 28x28 MNIST-like images: 3 levels (28, 14, 7)", 10, 1, 28),
+    (
+        "mgnet_cifar",
+        "mgnet[2,2,2,2]-256-Bl",
+        "MgNet[2,2,2,2]-256-B^l, the paper's CIFAR model",
+        10,
+        3,
+        32,
+    ),
+    (
+        "mgnet_cifar_wise_b",
+        "mgnet[2,2,2,2]-256-Bli",
+        "MgNet[2,2,2,2]-256-B^{l,i}, one B per smoothing step",
+        10,
+        3,
+        32,
+    ),
+    (
+        "mgnet_imagenet",
+        "mgnet[3,4,6,3]-[128,256,512,1024]-Bli-stem7",
+        "MgNet[3,4,6,3]-[128,256,512,1024]-B^{l,i}, ImageNet stem",
+        1000,
+        3,
+        224,
+    ),
+    (
+        "mgnet_digits",
+        "mgnet[2,2,2]-[32,64,128]-Bl",
+        "small MgNet for 8x8 digits: 3 levels (8, 4, 2)",
+        10,
+        1,
+        8,
+    ),
+    (
+        "mgnet_mnist",
+        "mgnet[2,2,2]-[32,64,128]-Bl",
+        "small MgNet for 28x28 MNIST-like images: 3 levels (28, 14, 7)",
+        10,
+        1,
+        28,
+    ),
 ]:
-    register_model(ModelInfo(_name, _mgnet_builder(_spec), _desc, _nc, _ic, _size,
-                             {"spec": _spec}))
+    register_model(ModelInfo(_name, _mgnet_builder(_spec), _desc, _nc, _ic, _size, {"spec": _spec}))
 
-register_model(ModelInfo("preact_resnet18", _preact,
-                         "pre-activation ResNet-18 (He et al. 2016), CIFAR stem", 10, 3, 32))
-register_model(ModelInfo("preact_resnet_digits", _preact,
-                         "pre-activation ResNet [2,2,2] width 16, for 8x8 digits", 10, 1, 8,
-                         {"blocks": (2, 2, 2), "width": 16}))
-register_model(ModelInfo("plain_cnn", _plain,
-                         "plain CNN: 3 stages of 2 conv-BN-ReLU, width 32", 10, 3, 32,
-                         {"width": 32, "depth": 3}))
-register_model(ModelInfo("resnet18", _tv_resnet18, "torchvision's resnet18 (ImageNet stem)",
-                         1000, 3, 224))
+register_model(
+    ModelInfo(
+        "preact_resnet18",
+        _preact,
+        "pre-activation ResNet-18 (He et al. 2016), CIFAR stem",
+        10,
+        3,
+        32,
+    )
+)
+register_model(
+    ModelInfo(
+        "preact_resnet_digits",
+        _preact,
+        "pre-activation ResNet [2,2,2] width 16, for 8x8 digits",
+        10,
+        1,
+        8,
+        {"blocks": (2, 2, 2), "width": 16},
+    )
+)
+register_model(
+    ModelInfo(
+        "plain_cnn",
+        _plain,
+        "plain CNN: 3 stages of 2 conv-BN-ReLU, width 32",
+        10,
+        3,
+        32,
+        {"width": 32, "depth": 3},
+    )
+)
+register_model(
+    ModelInfo("resnet18", _tv_resnet18, "torchvision's resnet18 (ImageNet stem)", 1000, 3, 224)
+)
 
 
 def list_models() -> list[str]:
@@ -119,21 +182,33 @@ def model_info(name: str) -> ModelInfo:
     if is_spec(name):
         cfg = parse_spec(name)
         size = (4 if cfg.stem == "imagenet" else 1) * 2 ** (cfg.depth - 1)
-        return ModelInfo(name, _mgnet_builder(name), "MgNet from a spec string", 10, 3,
-                         max(size, 8), {"spec": name})
-    raise ValueError(f"model: unknown model {name!r}; accepted: {', '.join(list_models())}, "
-                     "or a spec string like 'mgnet[2,2,2,2]-256-Bl'")
+        return ModelInfo(
+            name,
+            _mgnet_builder(name),
+            "MgNet from a spec string",
+            10,
+            3,
+            max(size, 8),
+            {"spec": name},
+        )
+    raise ValueError(
+        f"model: unknown model {name!r}; accepted: {', '.join(list_models())}, "
+        "or a spec string like 'mgnet[2,2,2,2]-256-Bl'"
+    )
 
 
-def create_model(name: str, num_classes: int | None = None, in_channels: int | None = None,
-                 **overrides) -> nn.Module:
+def create_model(
+    name: str, num_classes: int | None = None, in_channels: int | None = None, **overrides
+) -> nn.Module:
     """Build a registered model (or an MgNet spec string) with its defaults overridden."""
     info = model_info(name)
     kwargs = {**info.defaults, **overrides}
     try:
-        return info.build(num_classes=info.num_classes if num_classes is None else num_classes,
-                          in_channels=info.in_channels if in_channels is None else in_channels,
-                          **kwargs)
+        return info.build(
+            num_classes=info.num_classes if num_classes is None else num_classes,
+            in_channels=info.in_channels if in_channels is None else in_channels,
+            **kwargs,
+        )
     except SpecError:
         raise
     except TypeError as e:

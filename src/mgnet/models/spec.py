@@ -59,15 +59,21 @@ class MgNetConfig:
         for name in ("channels_u", "channels_f"):
             value = getattr(self, name)
             if len(value) != J or any(c < 1 for c in value):
-                raise SpecError(f"{name}: need {J} positive values (one per level), "
-                                f"got {list(value)}")
-        choices = {"share_B": ("level", "step"), "share_A": ("level", "step"),
-                   "stem": ("conv3", "imagenet"), "sigma": ("bn-relu", "linear"),
-                   "dim": (1, 2, 3)}
+                raise SpecError(
+                    f"{name}: need {J} positive values (one per level), got {list(value)}"
+                )
+        choices = {
+            "share_B": ("level", "step"),
+            "share_A": ("level", "step"),
+            "stem": ("conv3", "imagenet"),
+            "sigma": ("bn-relu", "linear"),
+            "dim": (1, 2, 3),
+        }
         for name, accepted in choices.items():
             if getattr(self, name) not in accepted:
-                raise SpecError(f"{name}: {getattr(self, name)!r} is not one of "
-                                f"{', '.join(map(str, accepted))}")
+                raise SpecError(
+                    f"{name}: {getattr(self, name)!r} is not one of {', '.join(map(str, accepted))}"
+                )
 
     @property
     def depth(self) -> int:
@@ -76,11 +82,16 @@ class MgNetConfig:
 
 _SPEC = re.compile(r"^mgnet\[([0-9,]+)\]-(\[[0-9:,]+\]|[0-9:]+)((?:-[a-z0-9]+)*)$")
 _TOKENS = {
-    "bl": ("share_B", "level"), "bli": ("share_B", "step"),
-    "al": ("share_A", "level"), "ali": ("share_A", "step"),
-    "stem3": ("stem", "conv3"), "stem7": ("stem", "imagenet"),
+    "bl": ("share_B", "level"),
+    "bli": ("share_B", "step"),
+    "al": ("share_A", "level"),
+    "ali": ("share_A", "step"),
+    "stem3": ("stem", "conv3"),
+    "stem7": ("stem", "imagenet"),
     "linear": ("sigma", "linear"),
-    "1d": ("dim", 1), "2d": ("dim", 2), "3d": ("dim", 3),
+    "1d": ("dim", 1),
+    "2d": ("dim", 2),
+    "3d": ("dim", 3),
 }
 
 
@@ -99,14 +110,15 @@ def parse_spec(spec: str) -> MgNetConfig:
     text = spec.strip().lower()
     m = _SPEC.match(text)
     if m is None:
-        raise SpecError(f"model: {spec!r} is not a spec like 'mgnet[2,2,2,2]-256-Bl' or "
-                        "'mgnet[3,4,6,3]-[128,256,512,1024]-Bli-stem7'")
+        raise SpecError(
+            f"model: {spec!r} is not a spec like 'mgnet[2,2,2,2]-256-Bl' or "
+            "'mgnet[3,4,6,3]-[128,256,512,1024]-Bli-stem7'"
+        )
     nu = tuple(_int(n, "nu", spec) for n in m.group(1).split(","))
     chan = m.group(2)
     items = chan[1:-1].split(",") if chan.startswith("[") else [chan] * len(nu)
     if len(items) != len(nu):
-        raise SpecError(f"model: {spec!r} gives {len(items)} channel counts for "
-                        f"{len(nu)} levels")
+        raise SpecError(f"model: {spec!r} gives {len(items)} channel counts for {len(nu)} levels")
     cu, cf = [], []
     for item in items:
         parts = item.split(":")
@@ -117,8 +129,9 @@ def parse_spec(spec: str) -> MgNetConfig:
     options: dict = {}
     for token in filter(None, m.group(3).split("-")):
         if token not in _TOKENS:
-            accepted = ", ".join(["Bl", "Bli", "Al", "Ali", "stem3", "stem7", "linear",
-                                  "1d", "2d", "3d"])
+            accepted = ", ".join(
+                ["Bl", "Bli", "Al", "Ali", "stem3", "stem7", "linear", "1d", "2d", "3d"]
+            )
             raise SpecError(f"model: unknown option {token!r} in {spec!r}; accepted: {accepted}")
         key, value = _TOKENS[token]
         options[key] = value
