@@ -8,6 +8,10 @@ As in the authors' code (DESIGN.md section 2):
 * head:         global average pool of u^J, then a linear layer.
 
 Convolutions have no bias. BatchNorm is per step even where A or B is shared.
+
+``sigma="project"`` (spec token ``proj``) is the constrained data-feature model (He, Chen,
+Xu 2019): BN stays, ReLU stays only where it keeps a feature nonnegative, i.e. after Pi and
+as the projection u <- ReLU(u + BN(B * BN(f - A u))); f is unconstrained data.
 """
 
 from __future__ import annotations
@@ -46,21 +50,28 @@ class MgNet(nn.Module):
         d, cu, cf = cfg.dim, cfg.channels_u, cfg.channels_f
         conv, bn = _CONV[d], _BN[d]
         linear = cfg.sigma == "linear"
+        project = cfg.sigma == "project"  # constrained model: ReLU only where u >= 0 needs it
 
-        def sigma(c: int) -> nn.Module | None:
-            return None if linear else nn.Sequential(bn(c), nn.ReLU(inplace=True))
+        def sigma(c: int, projects_u: bool = True) -> nn.Module | None:
+            if linear:
+                return None
+            if project and not projects_u:
+                return bn(c)
+            return nn.Sequential(bn(c), nn.ReLU(inplace=True))
+
+        stem_sigma = [] if linear else [bn(cf[0])] + ([] if project else [nn.ReLU(inplace=True)])
 
         def conv3(c_in: int, c_out: int, stride: int = 1) -> nn.Module:
             return conv(c_in, c_out, 3, stride=stride, padding=1, bias=False)
 
         if cfg.stem == "imagenet":
             stem = [conv(in_channels, cf[0], 7, stride=2, padding=3, bias=False)]
-            stem += [] if linear else [bn(cf[0]), nn.ReLU(inplace=True)]
+            stem += stem_sigma
             stem.append(_MAXPOOL[d](3, stride=2, padding=1))
             self.reduction = 4
         else:
             stem = [conv3(in_channels, cf[0])]
-            stem += [] if linear else [bn(cf[0]), nn.ReLU(inplace=True)]
+            stem += stem_sigma
             self.reduction = 1
         levels = []
         for l, nu in enumerate(cfg.nu):
@@ -70,14 +81,22 @@ class MgNet(nn.Module):
             for i in range(nu):
                 A = A_level if cfg.share_A == "level" or i == 0 else conv3(cu[l], cf[l])
                 B = B_level if cfg.share_B == "level" or i == 0 else conv3(cf[l], cu[l])
-                steps.append(Step(A, B, sigma_in=sigma(cf[l]), sigma_out=sigma(cu[l])))
+                steps.append(
+                    Step(
+                        A,
+                        B,
+                        sigma_in=sigma(cf[l], projects_u=False),
+                        sigma_out=sigma(cu[l], projects_u=False),
+                        project=nn.ReLU() if project else None,
+                    )
+                )
             levels.append(Level(A_level, steps))
         transfers = [
             Transfer(
                 R=conv3(cf[l], cf[l + 1], stride=2),
                 Pi=conv3(cu[l], cu[l + 1], stride=2),
                 sigma_Pi=sigma(cu[l + 1]),
-                sigma_R=sigma(cf[l + 1]),
+                sigma_R=sigma(cf[l + 1], projects_u=False),
             )
             for l in range(cfg.depth - 1)
         ]

@@ -218,3 +218,25 @@ def create_model(
 def count_parameters(model: nn.Module, trainable_only: bool = True) -> int:
     """Parameters of ``model``, each shared tensor counted once."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+
+
+# Constrained linear data-feature model (He, Chen, Xu 2019): sigma only as u >= 0 projection.
+for _name, _spec, _desc, _nc, _ic, _size in [
+    (
+        "mgnet_cifar_constrained",
+        "mgnet[2,2,2,2]-256-Bl-proj",
+        "MgNet[2,2,2,2]-256-B^l, ReLU only as the projection onto u >= 0",
+        10,
+        3,
+        32,
+    ),
+    (
+        "mgnet_digits_constrained",
+        "mgnet[2,2,2]-[32,64,128]-Bl-proj",
+        "mgnet_digits with ReLU only as the projection onto u >= 0",
+        10,
+        1,
+        8,
+    ),
+]:
+    register_model(ModelInfo(_name, _mgnet_builder(_spec), _desc, _nc, _ic, _size, {"spec": _spec}))

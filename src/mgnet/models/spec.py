@@ -10,6 +10,7 @@ Grammar (case-insensitive, no spaces)::
               | "Al" | "Ali"               one A^l per level (default) | one A^{l,i} per step
               | "stem3" | "stem7"          3x3 stem (default) | 7x7 stride-2 + max-pool stem
               | "linear"                   sigma = identity, no BatchNorm (default: BN + ReLU)
+              | "proj"                     ReLU only as the projection onto u >= 0 (BN kept)
               | "1d" | "2d" | "3d"         spatial dimension (default 2d)
 
 Examples: ``mgnet[2,2,2,2]-256-Bl`` (MgNet[2,2,2,2]-256-B^l, the CIFAR model),
@@ -39,7 +40,8 @@ class MgNetConfig:
     share_B: ``"level"`` (B^l) or ``"step"`` (B^{l,i}).
     share_A: ``"level"`` (A^l, MgNet) or ``"step"`` (A^{l,i}, pre-activation ResNet).
     stem: ``"conv3"`` or ``"imagenet"`` (7x7/2 conv + 3x3/2 max-pool).
-    sigma: ``"bn-relu"`` or ``"linear"`` (identity, no BatchNorm).
+    sigma: ``"bn-relu"``, ``"linear"`` (identity, no BatchNorm) or ``"project"`` (BN as
+        before, ReLU only where u >= 0 needs it: the constrained data-feature model).
     dim: spatial dimension, 1, 2 or 3.
     """
 
@@ -66,7 +68,7 @@ class MgNetConfig:
             "share_B": ("level", "step"),
             "share_A": ("level", "step"),
             "stem": ("conv3", "imagenet"),
-            "sigma": ("bn-relu", "linear"),
+            "sigma": ("bn-relu", "linear", "project"),
             "dim": (1, 2, 3),
         }
         for name, accepted in choices.items():
@@ -89,6 +91,7 @@ _TOKENS = {
     "stem3": ("stem", "conv3"),
     "stem7": ("stem", "imagenet"),
     "linear": ("sigma", "linear"),
+    "proj": ("sigma", "project"),
     "1d": ("dim", 1),
     "2d": ("dim", 2),
     "3d": ("dim", 3),
@@ -130,7 +133,7 @@ def parse_spec(spec: str) -> MgNetConfig:
     for token in filter(None, m.group(3).split("-")):
         if token not in _TOKENS:
             accepted = ", ".join(
-                ["Bl", "Bli", "Al", "Ali", "stem3", "stem7", "linear", "1d", "2d", "3d"]
+                ["Bl", "Bli", "Al", "Ali", "stem3", "stem7", "linear", "proj", "1d", "2d", "3d"]
             )
             raise SpecError(f"model: unknown option {token!r} in {spec!r}; accepted: {accepted}")
         key, value = _TOKENS[token]
@@ -150,6 +153,8 @@ def format_spec(cfg: MgNetConfig) -> str:
         out += "-stem7"
     if cfg.sigma == "linear":
         out += "-linear"
+    elif cfg.sigma == "project":
+        out += "-proj"
     if cfg.dim != 2:
         out += f"-{cfg.dim}d"
     return out
