@@ -61,6 +61,8 @@ __all__ = [
     "SPLIT_SEED",
     "UInt8ImageDataset",
     "augment_uint8",
+    "draw_shift_flip",
+    "shift_flip_uint8",
     "load_arrays",
     "load_vision",
     "split_indices",
@@ -211,6 +213,45 @@ def split_indices(n: int, val_fraction: float, seed: int = SPLIT_SEED) -> dict[s
 
 
 # ------------------------------------------------------------------ in-memory datasets
+def shift_flip_uint8(
+    images: Tensor,
+    padding: int,
+    offsets: Tensor | None = None,
+    mirror: Tensor | None = None,
+) -> Tensor:
+    """Crop-after-padding and horizontal flip of a uint8 batch (N, C, H, W) with GIVEN
+    draws: ``offsets`` (2, N) in [0, 2 * padding] is the top-left corner of each crop in
+    the image zero-padded by ``padding`` pixels (row, column); ``mirror`` (N,) bool flips.
+
+    The crop equals ``torchvision.transforms.RandomCrop(size, padding=padding)`` for that
+    corner: a shift by (offset - padding) with a black (0) border. ``None`` skips a part.
+    """
+    n, c, h, w = images.shape
+    device = images.device
+    out = images
+    if offsets is not None and padding > 0:
+        padded = torch.nn.functional.pad(images, (padding, padding, padding, padding))
+        rows = offsets[0, :, None] + torch.arange(h, device=device)  # (N, H)
+        cols = offsets[1, :, None] + torch.arange(w, device=device)  # (N, W)
+        batch = torch.arange(n, device=device)[:, None, None, None]
+        chan = torch.arange(c, device=device)[None, :, None, None]
+        out = padded[batch, chan, rows[:, None, :, None], cols[:, None, None, :]]
+    if mirror is not None:
+        out = torch.where(mirror[:, None, None, None], out.flip(-1), out)
+    return out
+
+
+def draw_shift_flip(
+    n: int, padding: int, flip: bool, generator: torch.Generator | None = None
+) -> tuple[Tensor | None, Tensor | None]:
+    """Random draws for :func:`shift_flip_uint8`: crop corners uniform in [0, 2 * padding]
+    (``None`` when ``padding`` is 0), then flips with probability 1/2 (``None`` without
+    ``flip``), in that order, from ``generator`` (CPU)."""
+    offsets = torch.randint(0, 2 * padding + 1, (2, n), generator=generator) if padding else None
+    mirror = torch.rand(n, generator=generator) < 0.5 if flip else None
+    return offsets, mirror
+
+
 def augment_uint8(
     images: Tensor,
     crop_padding: int,
@@ -218,29 +259,14 @@ def augment_uint8(
     generator: torch.Generator | None = None,
 ) -> Tensor:
     """Random crop after zero padding by ``crop_padding`` pixels, and random horizontal
-    flip with probability 1/2, of a uint8 batch (N, C, H, W), each sample drawn on its own.
-
-    The crop is a shift of the image by (dy, dx) in [-p, p]^2, the uncovered border black
-    (pixel value 0), as ``torchvision.transforms.RandomCrop(size, padding=p)`` does. All
-    random numbers come from ``generator`` (on the images' device), in the order: shifts
-    (dy then dx), then flips.
-    """
-    n, _, h, w = images.shape
-    device = images.device
-    out = images
-    p = crop_padding
-    if p > 0:
-        padded = torch.nn.functional.pad(images, (p, p, p, p))
-        offsets = torch.randint(0, 2 * p + 1, (2, n), generator=generator, device=device)
-        rows = offsets[0, :, None] + torch.arange(h, device=device)  # (N, H)
-        cols = offsets[1, :, None] + torch.arange(w, device=device)  # (N, W)
-        batch = torch.arange(n, device=device)[:, None, None, None]
-        chan = torch.arange(images.shape[1], device=device)[None, :, None, None]
-        out = padded[batch, chan, rows[:, None, :, None], cols[:, None, None, :]]
-    if flip:
-        mirror = torch.rand(n, generator=generator, device=device) < 0.5
-        out = torch.where(mirror[:, None, None, None], out.flip(-1), out)
-    return out
+    flip with probability 1/2, of a uint8 batch (N, C, H, W), each sample drawn on its own
+    (see :func:`draw_shift_flip` and :func:`shift_flip_uint8`)."""
+    offsets, mirror = draw_shift_flip(images.shape[0], crop_padding, flip, generator)
+    if offsets is not None:
+        offsets = offsets.to(images.device)
+    if mirror is not None:
+        mirror = mirror.to(images.device)
+    return shift_flip_uint8(images, crop_padding, offsets, mirror)
 
 
 class UInt8ImageDataset(Dataset):
