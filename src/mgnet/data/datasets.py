@@ -1,0 +1,257 @@
+"""Datasets for the classifiers, each defined in ONE place: a :class:`DatasetInfo`.
+
+A registered dataset states its classes, image shape, normalization statistics (mean and
+std per channel, of the training split), how it is split into train/val/test and which
+augmentation the training split gets. :func:`get_dataset` returns the three splits as
+map-style datasets of ``(image, label)`` with images already normalized, ready for a
+``DataLoader``.
+
+Registered now:
+
+* ``digits``: scikit-learn's bundled 8x8 handwritten digits (1,797 images, 10 classes,
+  pixel values 0..16), shipped inside scikit-learn so nothing is downloaded. A fixed
+  stratified split: 1,257 train / 180 val / 360 test images (70 / 10 / 20 %).
+
+* ``mnist``, ``fashion_mnist``, ``cifar10``, ``cifar100``, ``svhn``, ``imagefolder``:
+  files in torchvision's layouts under ``root``, described by the one table of
+  :mod:`mgnet.data.vision` (statistics, split, augmentation) and registered here.
+
+Another dataset plugs in as one more :func:`register_dataset` call whose ``build`` returns
+the three splits; the training loop does not change.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+from torch.utils.data import Dataset
+
+__all__ = [
+    "DatasetInfo",
+    "DataSplits",
+    "TensorImageDataset",
+    "RandomShift",
+    "get_dataset",
+    "list_datasets",
+    "dataset_info",
+    "register_dataset",
+]
+
+
+class TensorImageDataset(Dataset):
+    """Images and labels held in memory: ``images`` (N, C, *space), ``labels`` (N,).
+
+    ``transform`` (optional) is applied to one image at a time, in the process that reads
+    the sample, drawing from torch's global random generator.
+    """
+
+    def __init__(
+        self, images: Tensor, labels: Tensor, transform: Callable[[Tensor], Tensor] | None = None
+    ) -> None:
+        if images.shape[0] != labels.shape[0]:
+            raise ValueError(f"labels: {labels.shape[0]} labels for {images.shape[0]} images")
+        self.images = images
+        self.labels = labels
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+    def __getitem__(self, index: int) -> tuple[Tensor, Tensor]:
+        x = self.images[index]
+        if self.transform is not None:
+            x = self.transform(x)
+        return x, self.labels[index]
+
+
+class RandomShift:
+    """Translate a (C, H, W) image by up to ``max_shift`` pixels each way, zero fill.
+
+    Zero is the background after normalization only approximately, so the fill value is
+    given explicitly (``fill``: the normalized value of a blank pixel).
+    """
+
+    def __init__(self, max_shift: int = 1, fill: float = 0.0) -> None:
+        if max_shift < 0:
+            raise ValueError(f"max_shift: must be >= 0, got {max_shift}")
+        self.max_shift = max_shift
+        self.fill = fill
+
+    def __call__(self, x: Tensor) -> Tensor:
+        s = self.max_shift
+        if s == 0:
+            return x
+        dy, dx = (torch.randint(-s, s + 1, (2,))).tolist()
+        padded = torch.nn.functional.pad(x, (s, s, s, s), value=self.fill)
+        h, w = x.shape[-2:]
+        return padded[..., s + dy : s + dy + h, s + dx : s + dx + w]
+
+    def __repr__(self) -> str:
+        return f"RandomShift(max_shift={self.max_shift}, fill={self.fill:.4f})"
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """One dataset, its statistics, split and augmentation, in one place.
+
+    ``build(root, download, augment)`` returns ``(train, val, test)`` datasets of
+    normalized ``(image, label)`` pairs; only ``train`` is augmented, and only when
+    ``augment`` is true.
+    """
+
+    name: str
+    description: str
+    num_classes: int
+    in_channels: int
+    input_size: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    split: dict[str, int]
+    augmentation: str
+    build: Callable[[str | None, bool, bool], tuple[Dataset, Dataset, Dataset]] = field(repr=False)
+
+
+@dataclass
+class DataSplits:
+    """The three splits of a dataset and its registry entry."""
+
+    info: DatasetInfo
+    train: Dataset
+    val: Dataset
+    test: Dataset
+
+
+_DATASETS: dict[str, DatasetInfo] = {}
+
+
+def register_dataset(info: DatasetInfo) -> DatasetInfo:
+    """Add ``info`` to the registry (names are unique)."""
+    if info.name in _DATASETS:
+        raise ValueError(f"name: dataset {info.name!r} is already registered")
+    _DATASETS[info.name] = info
+    return info
+
+
+def list_datasets() -> list[str]:
+    """Names of the registered datasets, sorted."""
+    return sorted(_DATASETS)
+
+
+def dataset_info(name: str) -> DatasetInfo:
+    """The registry entry for ``name``."""
+    if name not in _DATASETS:
+        raise ValueError(f"data: unknown dataset {name!r}; accepted: {', '.join(list_datasets())}")
+    return _DATASETS[name]
+
+
+def get_dataset(
+    name: str, root: str | None = None, download: bool = False, augment: bool = True
+) -> DataSplits:
+    """Load dataset ``name`` as normalized train/val/test splits.
+
+    Args:
+        name: a registered dataset (see :func:`list_datasets`).
+        root: directory of the files, for datasets that have files (ignored by ``digits``).
+        download: allow fetching missing files, for datasets that can be fetched.
+        augment: give the training split its augmentation (``False``: plain images).
+    """
+    info = dataset_info(name)
+    train, val, test = info.build(root, download, augment)
+    return DataSplits(info, train, val, test)
+
+
+# ------------------------------------------------------------------------------ digits
+# Statistics of the training split after scaling pixels 0..16 to [0, 1]; a test checks
+# them against the split, so a change of split cannot leave them stale.
+DIGITS_MEAN = (0.30488,)
+DIGITS_STD = (0.37584,)
+DIGITS_SPLIT = {"train": 1257, "val": 180, "test": 360}
+DIGITS_SPLIT_SEED = 0
+
+
+def digits_split_indices() -> dict[str, Tensor]:
+    """The fixed stratified split of the 1,797 digits: sample indices per split."""
+    import numpy as np
+    from sklearn.model_selection import train_test_split
+
+    n = sum(DIGITS_SPLIT.values())
+    labels = _digits_arrays()[1]
+    index = np.arange(n)
+    rest, test = train_test_split(
+        index, test_size=DIGITS_SPLIT["test"], stratify=labels, random_state=DIGITS_SPLIT_SEED
+    )
+    train, val = train_test_split(
+        rest, test_size=DIGITS_SPLIT["val"], stratify=labels[rest], random_state=DIGITS_SPLIT_SEED
+    )
+    return {
+        "train": torch.from_numpy(np.sort(train)),
+        "val": torch.from_numpy(np.sort(val)),
+        "test": torch.from_numpy(np.sort(test)),
+    }
+
+
+def _digits_arrays():
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    return bunch.images, bunch.target
+
+
+def _build_digits(root: str | None, download: bool, augment: bool):
+    images, labels = _digits_arrays()
+    x = torch.as_tensor(images, dtype=torch.float32).unsqueeze(1) / 16.0  # (N, 1, 8, 8)
+    x = (x - DIGITS_MEAN[0]) / DIGITS_STD[0]
+    y = torch.as_tensor(labels, dtype=torch.long)
+    idx = digits_split_indices()
+    blank = (0.0 - DIGITS_MEAN[0]) / DIGITS_STD[0]
+    shift = RandomShift(1, fill=blank) if augment else None
+    return (
+        TensorImageDataset(x[idx["train"]], y[idx["train"]], shift),
+        TensorImageDataset(x[idx["val"]], y[idx["val"]]),
+        TensorImageDataset(x[idx["test"]], y[idx["test"]]),
+    )
+
+
+register_dataset(
+    DatasetInfo(
+        name="digits",
+        description="scikit-learn's bundled 8x8 handwritten digits, 1x8x8, 10 classes",
+        num_classes=10,
+        in_channels=1,
+        input_size=8,
+        mean=DIGITS_MEAN,
+        std=DIGITS_STD,
+        split=dict(DIGITS_SPLIT),
+        augmentation="random shift by up to 1 pixel (train split only)",
+        build=_build_digits,
+    )
+)
+
+
+# ------------------------------------------------------------- torchvision-format files
+def _register_vision() -> None:
+    from mgnet.data.vision import VISION_DATASETS, load_vision
+
+    for spec in VISION_DATASETS.values():
+        register_dataset(
+            DatasetInfo(
+                name=spec.name,
+                description=f"{spec.title} from files in torchvision's layout (--data-dir)",
+                num_classes=spec.num_classes,
+                in_channels=spec.in_channels,
+                input_size=spec.input_size,
+                mean=spec.mean,
+                std=spec.std,
+                split=spec.split,
+                augmentation=spec.augmentation,
+                build=lambda root, download, augment, name=spec.name: load_vision(
+                    name, root, download, augment
+                ),
+            )
+        )
+
+
+_register_vision()
