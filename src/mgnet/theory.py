@@ -55,6 +55,7 @@ __all__ = [
     "level_to_preact",
     "operator_diagonal",
     "operator_matrix",
+    "parameter_budget",
     "preact_to_level",
     "projected_smoothing",
     "residual",
@@ -216,6 +217,51 @@ def preact_to_level(stage: nn.Sequential | Sequence[PreActBlock], atol: float = 
     level = Level(A, steps)
     level.train(blocks[0].training)
     return level
+
+
+# ------------------------------------------------------------------- parameter budget
+def parameter_budget(model: nn.Module) -> dict[str, int]:
+    """Parameters of an MgNet classifier by role; each shared tensor is counted once.
+
+    Keys: ``"A"`` (A^l or A^{l,i}, feature -> data), ``"B"`` (B^l or B^{l,i}, data ->
+    feature), ``"Pi"`` and ``"R"`` (the transfers' convolutions), ``"sigma"`` (BatchNorm
+    of every sigma), ``"stem"`` (f_in) and ``"head"``. The values sum to the model's count.
+    """
+    cycle = getattr(model, "cycle", None)
+    if not isinstance(cycle, MgCycle):
+        raise ValueError(
+            f"model: expected an MgNet classifier (with a .cycle MgCycle), got "
+            f"{type(model).__name__}"
+        )
+    seen: set[int] = set()
+
+    def count(modules) -> int:
+        total = 0
+        for m in modules:
+            if m is None:
+                continue
+            for p in m.parameters():
+                if id(p) not in seen and p.requires_grad:
+                    seen.add(id(p))
+                    total += p.numel()
+        return total
+
+    steps = [s for level in cycle.levels for s in (*level.pre, *level.post)]
+    budget = {
+        "A": count([lv.A for lv in cycle.levels] + [s.A for s in steps]),
+        "B": count([s.B for s in steps]),
+        "Pi": count([t.Pi for t in cycle.transfers]),
+        "R": count([t.R for t in cycle.transfers]),
+        "sigma": count(
+            [s.sigma_in for s in steps]
+            + [s.sigma_out for s in steps]
+            + [t.sigma_Pi for t in cycle.transfers]
+            + [t.sigma_R for t in cycle.transfers]
+        ),
+        "stem": count([cycle.f_in]),
+    }
+    budget["head"] = count([model])  # whatever is left: the classifier head
+    return budget
 
 
 # ------------------------------------------------------------------- linear operators
