@@ -1,0 +1,59 @@
+"""Fixed operators of the multigrid instance of the MgNet cycle (DESIGN.md section 1).
+
+A (stencils: Laplacians, anisotropic and variable-coefficient diffusion, zero-order term,
+Dirichlet or periodic), B (smoothers: damped Jacobi, red-black Gauss-Seidel, Chebyshev,
+Newton, direct coarse solve), R (full weighting), P (linear interpolation) and Pi
+(injection, or None for zero), in 1D, 2D and 3D.
+"""
+
+from mgnet.stencils.operators import (
+    NonlinearOperator,
+    StencilOperator,
+    anisotropic,
+    default_device,
+    diffusion,
+    dirichlet_lift,
+    grid_points,
+    laplacian,
+)
+from mgnet.stencils.smoothers import (
+    ColoredJacobi,
+    DirectSolve,
+    Jacobi,
+    NewtonJacobi,
+    chebyshev_weights,
+    default_omega,
+    red_black,
+)
+from mgnet.stencils.transfers import (
+    FullWeighting,
+    Injection,
+    Interpolation,
+    coarse_shape,
+    interpolation_matrix,
+    restriction_matrix,
+)
+
+__all__ = [
+    "ColoredJacobi",
+    "DirectSolve",
+    "FullWeighting",
+    "Injection",
+    "Interpolation",
+    "Jacobi",
+    "NewtonJacobi",
+    "NonlinearOperator",
+    "StencilOperator",
+    "anisotropic",
+    "chebyshev_weights",
+    "coarse_shape",
+    "default_device",
+    "default_omega",
+    "diffusion",
+    "dirichlet_lift",
+    "grid_points",
+    "interpolation_matrix",
+    "laplacian",
+    "red_black",
+    "restriction_matrix",
+]

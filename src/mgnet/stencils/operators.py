@@ -1,0 +1,561 @@
+"""A^l: discrete PDE operators on structured grids, as modules the MgNet cycle accepts.
+
+Grids are vertex-centred on the unit cube [0, 1]^d (d = 1, 2, 3). A Dirichlet grid of
+``shape = (n_1, ..., n_d)`` holds the interior nodes x_i = i h, i = 1..n, h = 1/(n + 1);
+a periodic grid holds the nodes x_i = i h, i = 0..n-1, h = 1/n. Tensors are shaped
+(batch, 1, *shape).
+
+Every operator here is a :class:`StencilOperator`: for each offset o of its stencil a
+coefficient (a number, or a tensor over the grid for variable coefficients), and
+
+    (A u)_i = sum_o c_o[i] * u[i + o]
+
+with u = 0 outside a Dirichlet grid (homogeneous boundary values; inhomogeneous ones are
+moved to the right-hand side by :func:`dirichlet_lift`) and wrap-around on a periodic one.
+Application is by slicing, not by convolution: each offset is one fused multiply-add over
+the grid, which on the CPU is several times faster than a single-channel ``conv2d``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from torch import Tensor, nn
+
+__all__ = [
+    "StencilOperator",
+    "NonlinearOperator",
+    "laplacian",
+    "anisotropic",
+    "diffusion",
+    "grid_points",
+    "dirichlet_lift",
+    "default_device",
+]
+
+BOUNDARIES = ("dirichlet", "periodic")
+
+
+def default_device() -> torch.device:
+    """``cuda`` when available, else ``cpu``."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def _check_shape(shape: int | Sequence[int], dim: int | None, bc: str) -> tuple[int, ...]:
+    if bc not in BOUNDARIES:
+        raise ValueError(f"bc: {bc!r} is not one of {', '.join(BOUNDARIES)}")
+    if isinstance(shape, int):
+        if dim not in (1, 2, 3):
+            raise ValueError(f"dim: must be 1, 2 or 3, got {dim!r}")
+        shape = (shape,) * dim
+    shape = tuple(int(s) for s in shape)
+    if len(shape) not in (1, 2, 3):
+        raise ValueError(f"shape: need 1 to 3 grid sizes, got {shape}")
+    if dim is not None and len(shape) != dim:
+        raise ValueError(f"shape: {shape} has {len(shape)} sizes but dim={dim}")
+    low = 1 if bc == "dirichlet" else 3
+    if any(s < low for s in shape):
+        raise ValueError(f"shape: every size must be >= {low} for bc={bc!r}, got {shape}")
+    return shape
+
+
+def _segments(o: int, n: int, periodic: bool) -> list[tuple[slice, slice]]:
+    """(dst, src) index ranges with dst + o = src along one axis."""
+    main = (slice(max(0, -o), n - max(0, o)), slice(max(0, o), n - max(0, -o)))
+    if not periodic or o == 0:
+        return [main]
+    wrap = (slice(n - o, n), slice(0, o)) if o > 0 else (slice(0, -o), slice(n + o, n))
+    return [main, wrap]
+
+
+class StencilOperator(nn.Module):
+    """A^l, a linear stencil operator u -> A u on a structured grid (see module docstring).
+
+    Args:
+        shape: grid sizes (n_1, ..., n_d).
+        h: mesh widths, one per axis.
+        stencil: ``{offset: coefficient}``; an offset is a d-tuple of -1/0/1 entries; a
+            coefficient is a float or a tensor shaped like the grid (variable coefficients).
+        bc: ``"dirichlet"`` or ``"periodic"``.
+        name: a short label shown by ``repr`` and ``print(solver)``.
+        rediscretize: optional ``f(coarse_shape, coarse_h) -> StencilOperator``, the same
+            PDE discretized on the coarse grid (used by coarse="rediscretize").
+
+    ``forward(u)`` returns a fresh tensor A u. ``residual(u, f)`` returns f - A u in one
+    fused sequence of in-place operations; the cycle of :mod:`mgnet.core` uses it when
+    present. With ``workspace=True`` (set by solvers on their own copies) ``residual``
+    writes into a buffer that its next call overwrites, so the hot path allocates nothing.
+    """
+
+    def __init__(
+        self,
+        shape: Sequence[int],
+        h: Sequence[float],
+        stencil: dict,
+        bc: str = "dirichlet",
+        name: str = "stencil",
+        rediscretize: Callable[[tuple, tuple], StencilOperator] | None = None,
+    ) -> None:
+        super().__init__()
+        self.shape = _check_shape(tuple(shape), None, bc)
+        self.dim = len(self.shape)
+        self.h = tuple(float(x) for x in h)
+        self.bc = bc
+        self.name = name
+        self.rediscretize = rediscretize
+        self.workspace = False
+        self._ws: dict = {}
+        self.offsets: list[tuple[int, ...]] = []
+        self._scalar: dict[int, float] = {}
+        periodic = bc == "periodic"
+        self._pieces: list[list[tuple[tuple, tuple]]] = []
+        for k, (o, c) in enumerate(stencil.items()):
+            o = tuple(int(x) for x in o)
+            if len(o) != self.dim or any(abs(x) > 1 for x in o):
+                raise ValueError(f"stencil: offset {o} must be a {self.dim}-tuple of -1, 0, 1")
+            self.offsets.append(o)
+            if isinstance(c, Tensor):
+                if tuple(c.shape) != self.shape:
+                    raise ValueError(
+                        f"stencil: coefficient of offset {o} has shape "
+                        f"{tuple(c.shape)}, expected the grid shape {self.shape}"
+                    )
+                self.register_buffer(f"c{k}", c.to(torch.float64).clone())
+            else:
+                self._scalar[k] = float(c)
+            per_axis = [_segments(oi, n, periodic) for oi, n in zip(o, self.shape)]
+            pieces = []
+            for combo in itertools.product(*per_axis):
+                dst = (slice(None), slice(None)) + tuple(s[0] for s in combo)
+                src = (slice(None), slice(None)) + tuple(s[1] for s in combo)
+                pieces.append((dst, src))
+            self._pieces.append(pieces)
+        center = (0,) * self.dim
+        if center not in self.offsets:
+            raise ValueError("stencil: needs the centre offset (0, ..., 0)")
+        self._center = self.offsets.index(center)
+
+    # ---------------------------------------------------------------- coefficients
+    def coefficient(self, k: int) -> float | Tensor:
+        """The coefficient c_o of ``self.offsets[k]``."""
+        return self._scalar[k] if k in self._scalar else getattr(self, f"c{k}")
+
+    def diagonal(self) -> float | Tensor:
+        """D, the diagonal of A (a number when constant), shaped like the grid if a tensor."""
+        return self.coefficient(self._center)
+
+    @property
+    def unknowns(self) -> int:
+        return math.prod(self.shape)
+
+    @property
+    def is_constant(self) -> bool:
+        return len(self._scalar) == len(self.offsets)
+
+    def _check_input(self, u: Tensor, arg: str = "u") -> None:
+        if u.dim() != self.dim + 2 or tuple(u.shape[2:]) != self.shape or u.shape[1] != 1:
+            raise ValueError(
+                f"{arg}: expected shape (batch, 1, {', '.join(map(str, self.shape))})"
+                f", got {tuple(u.shape)}"
+            )
+
+    # ----------------------------------------------------------------- application
+    def _accumulate(self, out: Tensor, u: Tensor, sign: float, skip_center: bool) -> None:
+        for k in range(len(self.offsets)):
+            if skip_center and k == self._center:
+                continue
+            c = self.coefficient(k)
+            for dst, src in self._pieces[k]:
+                if isinstance(c, Tensor):
+                    out[dst].addcmul_(c[dst[2:]], u[src], value=sign)
+                else:
+                    out[dst].add_(u[src], alpha=sign * c)
+
+    def forward(self, u: Tensor) -> Tensor:
+        """A u."""
+        c = self.diagonal()
+        out = u * c
+        self._accumulate(out, u, 1.0, skip_center=True)
+        return out
+
+    def residual(self, u: Tensor | None, f: Tensor) -> Tensor:
+        """f - A u (u = None is zero), fused: one pass per stencil offset."""
+        if u is None:
+            return f
+        if self.workspace:
+            key = (tuple(f.shape), f.dtype, f.device)
+            out = self._ws.get(key)
+            if out is None:
+                out = self._ws[key] = torch.empty_like(f)
+        else:
+            out = torch.empty_like(f)
+        c = self.diagonal()
+        if isinstance(c, Tensor):
+            torch.addcmul(f, c, u, value=-1.0, out=out)
+        else:
+            torch.add(f, u, alpha=-c, out=out)
+        self._accumulate(out, u, -1.0, skip_center=True)
+        return out
+
+    # ------------------------------------------------------------------ conversions
+    def to_sparse(self) -> sp.csr_matrix:
+        """A as a SciPy CSR matrix (unknowns in C order of the grid)."""
+        idx = np.arange(self.unknowns).reshape(self.shape)
+        rows, cols, vals = [], [], []
+        for k in range(len(self.offsets)):
+            c = self.coefficient(k)
+            c = c.detach().cpu().double().numpy() if isinstance(c, Tensor) else c
+            for dst, src in self._pieces[k]:
+                d, s = dst[2:], src[2:]
+                rows.append(idx[d].ravel())
+                cols.append(idx[s].ravel())
+                v = c[d] if isinstance(c, np.ndarray) else np.full(idx[d].shape, c)
+                vals.append(np.asarray(v, dtype=np.float64).ravel())
+        n = self.unknowns
+        return sp.csr_matrix(
+            (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(n, n)
+        )
+
+    @classmethod
+    def from_sparse(
+        cls,
+        M: sp.spmatrix,
+        shape: Sequence[int],
+        h: Sequence[float],
+        bc: str = "dirichlet",
+        name: str = "galerkin",
+    ) -> StencilOperator:
+        """The stencil form of a sparse matrix whose couplings reach at most one node away.
+
+        Coefficients that are the same at every node where they act become numbers.
+        """
+        shape = tuple(shape)
+        M = M.tocoo()
+        ri = np.array(np.unravel_index(M.row, shape))
+        ci = np.array(np.unravel_index(M.col, shape))
+        off = ci - ri
+        if bc == "periodic":
+            n = np.array(shape)[:, None]
+            off = (off + n // 2) % n - n // 2
+        if np.abs(off).max(initial=0) > 1:
+            raise ValueError("M: couplings reach beyond the nearest neighbours")
+        stencil: dict = {}
+        keys = np.ravel_multi_index(off + 1, (3,) * len(shape))
+        for key in np.unique(keys):
+            sel = keys == key
+            o = tuple(int(x) - 1 for x in np.unravel_index(key, (3,) * len(shape)))
+            arr = np.zeros(shape)
+            present = np.zeros(shape, dtype=bool)
+            where = tuple(ri[:, sel])
+            np.add.at(arr, where, M.data[sel])
+            present[where] = True
+            vals = arr[present]
+            if np.allclose(vals, vals[0], rtol=1e-13, atol=0) and (
+                present.all() or _only_truncated(present, o)
+            ):
+                stencil[o] = float(vals[0])
+            else:
+                stencil[o] = torch.from_numpy(arr)
+        center = (0,) * len(shape)
+        stencil.setdefault(center, 0.0)
+        return cls(shape, h, stencil, bc=bc, name=name)
+
+    def extra_repr(self) -> str:
+        kind = "constant" if self.is_constant else "variable"
+        return (
+            f"{self.name}, shape={self.shape}, bc={self.bc}, {len(self.offsets)}-point, "
+            f"{kind} coefficients"
+        )
+
+
+def _only_truncated(present: np.ndarray, o: tuple[int, ...]) -> bool:
+    """True when a coefficient is missing only where its neighbour i + o is off the grid."""
+    expect = np.ones(present.shape, dtype=bool)
+    for axis, oi in enumerate(o):
+        idx = [slice(None)] * present.ndim
+        if oi > 0:
+            idx[axis] = slice(present.shape[axis] - oi, None)
+        elif oi < 0:
+            idx[axis] = slice(0, -oi)
+        else:
+            continue
+        expect[tuple(idx)] = False
+    return bool((present == expect).all())
+
+
+# ------------------------------------------------------------------------ builders
+def _mesh(shape: tuple[int, ...], bc: str) -> tuple[float, ...]:
+    return tuple(1.0 / (n + 1) if bc == "dirichlet" else 1.0 / n for n in shape)
+
+
+def grid_points(
+    shape: Sequence[int],
+    bc: str = "dirichlet",
+    boundary: bool = False,
+    dtype: torch.dtype = torch.float64,
+) -> list[Tensor]:
+    """Coordinates of the grid's nodes, one tensor per axis (``indexing='ij'``).
+
+    ``boundary=True`` (Dirichlet only) includes the boundary nodes x = 0 and x = 1.
+    """
+    axes = []
+    for n in shape:
+        if bc == "dirichlet":
+            h = 1.0 / (n + 1)
+            i = torch.arange(n + 2) if boundary else torch.arange(1, n + 1)
+        else:
+            h = 1.0 / n
+            i = torch.arange(n)
+        axes.append(i.to(dtype) * h)
+    return list(torch.meshgrid(*axes, indexing="ij"))
+
+
+def _zero_order(stencil: dict, c: float | Tensor | None, shape: tuple) -> None:
+    if c is None:
+        return
+    center = (0,) * len(shape)
+    if isinstance(c, Tensor):
+        if tuple(c.shape) != shape:
+            raise ValueError(
+                f"c: expected a number or a tensor of shape {shape}, got {tuple(c.shape)}"
+            )
+        stencil[center] = stencil[center] + c.to(torch.float64)
+    else:
+        stencil[center] = stencil[center] + float(c)
+
+
+def laplacian(
+    shape: int | Sequence[int],
+    dim: int | None = None,
+    points: int | None = None,
+    bc: str = "dirichlet",
+    c: float | Tensor | None = None,
+) -> StencilOperator:
+    """A = -Laplacian (+ c, the zero-order term of -Delta u + c u).
+
+    ``points``: 3 (1D), 5 or 9 (2D), 7 (3D); default the compact one of each dimension.
+    """
+    shape = _check_shape(shape, dim, bc)
+    d = len(shape)
+    accepted = {1: (3,), 2: (5, 9), 3: (7,)}[d]
+    points = accepted[0] if points is None else points
+    if points not in accepted:
+        raise ValueError(f"points: {points} is not available in {d}D; accepted: {accepted}")
+    h = _mesh(shape, bc)
+    if points == 9:
+        if not math.isclose(h[0], h[1]):
+            raise ValueError(f"points: the 9-point Laplacian needs equal mesh widths, got h={h}")
+        s = 1.0 / (6 * h[0] ** 2)
+        stencil = {
+            o: -s * (4 if abs(o[0]) + abs(o[1]) == 1 else 1)
+            for o in itertools.product((-1, 0, 1), repeat=2)
+            if o != (0, 0)
+        }
+        stencil[(0, 0)] = 20 * s
+        _zero_order(stencil, c, shape)
+        name = "laplacian 9-point" + ("" if c is None else " + c")
+
+        def redisc(cs: tuple, ch: tuple) -> StencilOperator:
+            cc = None if c is None else (c if not isinstance(c, Tensor) else _inject(c, bc))
+            return laplacian(cs, points=9, bc=bc, c=cc)
+
+        return StencilOperator(shape, h, stencil, bc=bc, name=name, rediscretize=redisc)
+    op = anisotropic(shape, eps=(1.0,) * d, bc=bc, c=c)
+    op.name = f"laplacian {points}-point" + ("" if c is None else " + c")
+    return op
+
+
+def _inject(t: Tensor, bc: str) -> Tensor:
+    """Values at the coarse nodes (every second node) of a grid function without boundary."""
+    idx = tuple(
+        slice(1, None, 2) if bc == "dirichlet" else slice(0, None, 2) for _ in range(t.dim())
+    )
+    return t[idx].contiguous()
+
+
+def anisotropic(
+    shape: int | Sequence[int],
+    eps: Sequence[float],
+    dim: int | None = None,
+    bc: str = "dirichlet",
+    c: float | Tensor | None = None,
+) -> StencilOperator:
+    """A = -sum_k eps_k d^2/dx_k^2 (+ c): constant-coefficient anisotropic diffusion."""
+    shape = _check_shape(shape, dim if dim is not None else len(eps), bc)
+    d = len(shape)
+    eps = tuple(float(e) for e in eps)
+    if len(eps) != d or any(e <= 0 for e in eps):
+        raise ValueError(f"eps: need {d} positive coefficients, got {eps}")
+    h = _mesh(shape, bc)
+    center = (0,) * d
+    stencil: dict = {center: 0.0}
+    for k in range(d):
+        w = eps[k] / h[k] ** 2
+        stencil[center] += 2 * w
+        for s in (-1, 1):
+            o = tuple(s if j == k else 0 for j in range(d))
+            stencil[o] = -w
+    _zero_order(stencil, c, shape)
+
+    def redisc(cs: tuple, ch: tuple) -> StencilOperator:
+        cc = c if not isinstance(c, Tensor) else _inject(c, bc)
+        return anisotropic(cs, eps, bc=bc, c=cc)
+
+    name = "anisotropic" if len(set(eps)) > 1 else f"laplacian {2 * d + 1}-point"
+    return StencilOperator(
+        shape, h, stencil, bc=bc, name=name + ("" if c is None else " + c"), rediscretize=redisc
+    )
+
+
+def diffusion(
+    shape: int | Sequence[int],
+    a: Tensor | Callable[..., Tensor],
+    dim: int | None = None,
+    bc: str = "dirichlet",
+    c: float | Tensor | None = None,
+) -> StencilOperator:
+    """A = -div(a grad u) (+ c), a > 0 given per node's control cell, harmonic at faces.
+
+    ``a``: a tensor over the grid including its boundary nodes (shape n + 2 per axis) for
+    Dirichlet, over the grid for periodic; or a function of the coordinates (x_1, ..., x_d)
+    that returns such a tensor. The face coefficient between nodes i and i + e_k is the
+    harmonic mean 2 a_i a_{i+e_k} / (a_i + a_{i+e_k}).
+    """
+    shape = _check_shape(shape, dim, bc)
+    d = len(shape)
+    h = _mesh(shape, bc)
+    dirichlet = bc == "dirichlet"
+    if callable(a):
+        a = a(*grid_points(shape, bc, boundary=dirichlet))
+    full = tuple(n + 2 for n in shape) if dirichlet else shape
+    if not isinstance(a, Tensor) or tuple(a.shape) != full:
+        raise ValueError(
+            f"a: expected a tensor of shape {full} (grid{' with boundary' if dirichlet else ''}) "
+            f"or a function of the coordinates, got "
+            f"{tuple(a.shape) if isinstance(a, Tensor) else type(a).__name__}"
+        )
+    a = a.to(torch.float64)
+    if not bool((a > 0).all()):
+        raise ValueError("a: the diffusion coefficient must be positive everywhere")
+    center = (0,) * d
+    diag = torch.zeros(shape, dtype=torch.float64)
+    stencil: dict = {}
+    inner = (
+        tuple(slice(1, -1) for _ in range(d)) if dirichlet else tuple(slice(None) for _ in range(d))
+    )
+    a_c = a[inner]
+    for k in range(d):
+        for s in (-1, 1):
+            nb = (
+                a.roll(-s, dims=k)[inner]
+                if not dirichlet
+                else a[
+                    tuple(
+                        slice(1 + s, a.shape[j] - 1 + s) if j == k else slice(1, -1)
+                        for j in range(d)
+                    )
+                ]
+            )
+            face = 2 * a_c * nb / (a_c + nb) / h[k] ** 2
+            o = tuple(s if j == k else 0 for j in range(d))
+            stencil[o] = -face
+            diag = diag + face
+    stencil[center] = diag
+    _zero_order(stencil, c, shape)
+
+    def redisc(cs: tuple, ch: tuple) -> StencilOperator:
+        idx = tuple(slice(0, None, 2) for _ in range(d))
+        cc = c if not isinstance(c, Tensor) else _inject(c, bc)
+        return diffusion(cs, a[idx].contiguous(), bc=bc, c=cc)
+
+    return StencilOperator(
+        shape,
+        h,
+        stencil,
+        bc=bc,
+        name="diffusion -div(a grad)" + ("" if c is None else " + c"),
+        rediscretize=redisc,
+    )
+
+
+def dirichlet_lift(op: StencilOperator, g: Tensor | Callable[..., Tensor]) -> Tensor:
+    """The right-hand side correction for inhomogeneous Dirichlet values g.
+
+    Returns -(A_full g)|interior where g is extended by zero inside: add it to f so that
+    A u = f + dirichlet_lift(A, g) is the problem with u = g on the boundary. Works for any
+    stencil of radius one, including variable coefficients. ``g`` is a tensor over the
+    grid with boundary (shape n + 2 per axis) whose interior is ignored, or a function of
+    the coordinates.
+    """
+    if op.bc != "dirichlet":
+        raise ValueError(f"op: boundary values need a Dirichlet grid, got bc={op.bc!r}")
+    if callable(g):
+        g = g(*grid_points(op.shape, "dirichlet", boundary=True))
+    g = torch.as_tensor(g, dtype=torch.float64)
+    full = tuple(n + 2 for n in op.shape)
+    if tuple(g.shape) != full:
+        raise ValueError(f"g: expected shape {full} (grid with boundary), got {tuple(g.shape)}")
+    gb = g.clone()
+    gb[tuple(slice(1, -1) for _ in op.shape)] = 0.0  # interior neighbours are unknowns
+    out = torch.zeros(op.shape, dtype=torch.float64)
+    for k, o in enumerate(op.offsets):
+        if k == op._center:
+            continue
+        src = tuple(slice(1 + oi, n + 1 + oi) for oi, n in zip(o, op.shape))
+        c = op.coefficient(k)
+        out -= (c.detach().cpu().double() if isinstance(c, Tensor) else c) * gb[src]
+    return out
+
+
+class NonlinearOperator(nn.Module):
+    """A(u) = L u + N(u): a linear stencil L plus a pointwise nonlinearity (FAS operator).
+
+    ``kind="cubic"``: N(u) = u^3 (the problem -Delta u + u^3 = f).
+    ``kind="bratu"``: N(u) = -lam * exp(u) (the Bratu problem -Delta u - lam e^u = f).
+    ``dN(u)`` is the derivative used by Newton smoothers.
+    """
+
+    KINDS = ("cubic", "bratu")
+
+    def __init__(self, linear: StencilOperator, kind: str = "cubic", lam: float = 1.0) -> None:
+        super().__init__()
+        if kind not in self.KINDS:
+            raise ValueError(f"kind: {kind!r} is not one of {', '.join(self.KINDS)}")
+        self.linear = linear
+        self.kind = kind
+        self.lam = float(lam)
+        self.shape = linear.shape
+        self.dim = linear.dim
+        self.h = linear.h
+        self.bc = linear.bc
+        self.name = f"{linear.name} + " + ("u^3" if kind == "cubic" else f"-{lam:g} e^u")
+
+    def N(self, u: Tensor) -> Tensor:
+        return u * u * u if self.kind == "cubic" else -self.lam * torch.exp(u)
+
+    def dN(self, u: Tensor | None, like: Tensor) -> Tensor | float:
+        if u is None:
+            return 0.0 if self.kind == "cubic" else -self.lam
+        return 3 * u * u if self.kind == "cubic" else -self.lam * torch.exp(u)
+
+    def diagonal(self) -> float | Tensor:
+        return self.linear.diagonal()
+
+    def forward(self, u: Tensor) -> Tensor:
+        """A(u) = L u + N(u)."""
+        return self.linear(u) + self.N(u)
+
+    def residual(self, u: Tensor | None, f: Tensor) -> Tensor:
+        """f - A(u) (u = None is zero)."""
+        return f - self.forward(torch.zeros_like(f) if u is None else u)
+
+    def coarsen(self, shape: tuple, h: tuple) -> NonlinearOperator:
+        return NonlinearOperator(self.linear.rediscretize(shape, h), self.kind, self.lam)
+
+    def extra_repr(self) -> str:
+        return f"{self.name}, shape={self.shape}, bc={self.bc}"

@@ -1,0 +1,196 @@
+"""B^{l,i}: smoothers written as the data -> feature operator of one smoothing step.
+
+One smoothing step of the cycle is u <- u + B (f - A u). Classical smoothers are choices
+of B:
+
+* damped Jacobi: B = w D^-1 on every step (:class:`Jacobi`);
+* red-black Gauss-Seidel: two steps, B^{l,1} = M_red D^-1 and B^{l,2} = M_black D^-1
+  with M a 0/1 mask (:class:`ColoredJacobi`, built by :func:`red_black`);
+* Chebyshev: B^{l,i} = w_i D^-1 with the Chebyshev step sizes (:func:`chebyshev_weights`);
+* Newton-Jacobi / Newton-Gauss-Seidel for a nonlinear A (FAS): B = w (D + N'(u))^-1,
+  which depends on the current u (``needs_u = True``, called as ``B(r, u)``);
+* a direct coarse solve: B = A^-1 (:class:`DirectSolve`), factorized once at setup.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import scipy.linalg as sla
+import scipy.sparse.linalg as spla
+import torch
+from torch import Tensor, nn
+
+from mgnet.stencils.operators import NonlinearOperator, StencilOperator
+
+__all__ = [
+    "Jacobi",
+    "ColoredJacobi",
+    "red_black",
+    "chebyshev_weights",
+    "NewtonJacobi",
+    "DirectSolve",
+    "default_omega",
+]
+
+
+def default_omega(dim: int) -> float:
+    """The damping w that best smooths the Laplacian: 2/3 (1D), 4/5 (2D), 6/7 (3D)."""
+    return 2 * dim / (2 * dim + 1)
+
+
+def _inv_diag(A: StencilOperator) -> float | Tensor:
+    d = A.diagonal()
+    if isinstance(d, Tensor):
+        if not bool((d != 0).all()):
+            raise ValueError("A: the diagonal has zeros; Jacobi-type smoothers need D != 0")
+        return 1.0 / d
+    if d == 0:
+        raise ValueError("A: the diagonal is zero; Jacobi-type smoothers need D != 0")
+    return 1.0 / d
+
+
+class Jacobi(nn.Module):
+    """B = w D^-1, damped Jacobi (one step of it); ``omega`` is w."""
+
+    def __init__(self, A: StencilOperator, omega: float) -> None:
+        super().__init__()
+        if not 0 < omega < 2:
+            raise ValueError(f"omega: the damping must lie in (0, 2), got {omega}")
+        self.omega = float(omega)
+        scale = _inv_diag(A)
+        if isinstance(scale, Tensor):
+            self.register_buffer("scale", omega * scale)
+        else:
+            self.scale = omega * scale
+
+    def forward(self, r: Tensor) -> Tensor:
+        return r * self.scale
+
+    def extra_repr(self) -> str:
+        return f"B = {self.omega:.4g} D^-1 (damped Jacobi)"
+
+
+class ColoredJacobi(nn.Module):
+    """B = M D^-1: a Jacobi step on the nodes of one colour (M is a 0/1 mask)."""
+
+    def __init__(self, A: StencilOperator, mask: Tensor, color: str = "") -> None:
+        super().__init__()
+        self.color = color
+        scale = _inv_diag(A)
+        self.register_buffer("scale", mask.to(torch.float64) * scale)
+
+    def forward(self, r: Tensor) -> Tensor:
+        return r * self.scale
+
+    def extra_repr(self) -> str:
+        return f"B = M_{self.color} D^-1"
+
+
+def _parity(shape: tuple[int, ...]) -> Tensor:
+    idx = torch.meshgrid(*[torch.arange(n) for n in shape], indexing="ij")
+    return sum(idx) % 2
+
+
+def red_black(A: StencilOperator) -> tuple[ColoredJacobi, ColoredJacobi]:
+    """(B_red, B_black) = (M_red D^-1, M_black D^-1); red nodes have an even index sum.
+
+    For 3-, 5- and 7-point stencils the two steps together are exactly one red-black
+    Gauss-Seidel sweep. Periodic axes need an even size so that the colouring closes.
+    """
+    if A.bc == "periodic" and any(n % 2 for n in A.shape):
+        raise ValueError(
+            f"A: red-black colouring of a periodic grid needs even sizes, got {A.shape}"
+        )
+    p = _parity(A.shape)
+    return ColoredJacobi(A, p == 0, "red"), ColoredJacobi(A, p == 1, "black")
+
+
+def chebyshev_weights(nu: int, lam_max: float, lower: float = 0.25) -> list[float]:
+    """w_1..w_nu of B^{l,i} = w_i D^-1: the inverse roots of the degree-nu Chebyshev
+    polynomial on [lower * lam_max, lam_max], the high end of the spectrum of D^-1 A."""
+    if nu < 1:
+        raise ValueError(f"nu: need at least one Chebyshev step, got {nu}")
+    a, b = lower * lam_max, lam_max
+    return [
+        1.0 / ((b + a) / 2 + (b - a) / 2 * math.cos(math.pi * (2 * i - 1) / (2 * nu)))
+        for i in range(1, nu + 1)
+    ]
+
+
+class NewtonJacobi(nn.Module):
+    """B(r, u) = w M (D + N'(u))^-1: a pointwise Newton step for A(u) = L u + N(u).
+
+    With a red or black ``mask`` M this is one half of a nonlinear (Newton) red-black
+    Gauss-Seidel sweep; without a mask it is damped Newton-Jacobi. Called as B(r, u)
+    (``needs_u = True``); u = None stands for zero.
+    """
+
+    needs_u = True
+
+    def __init__(
+        self, A: NonlinearOperator, omega: float = 1.0, mask: Tensor | None = None, color: str = ""
+    ) -> None:
+        super().__init__()
+        self.A = A
+        self.omega = float(omega)
+        self.color = color
+        d = A.diagonal()
+        self.d = d if not isinstance(d, Tensor) else None
+        if isinstance(d, Tensor):
+            self.register_buffer("dtensor", d)
+        self.register_buffer("mask", None if mask is None else mask.to(torch.float64))
+
+    def forward(self, r: Tensor, u: Tensor | None) -> Tensor:
+        d = self.d if self.d is not None else self.dtensor
+        denom = self.A.dN(u, r) + d
+        out = r * self.omega / denom
+        if self.mask is not None:
+            out.mul_(self.mask)
+        return out
+
+    def extra_repr(self) -> str:
+        m = f"M_{self.color} " if self.mask is not None else ""
+        return f"B(u) = {self.omega:.3g} {m}(D + N'(u))^-1 (Newton)"
+
+
+class DirectSolve(nn.Module):
+    """B = A^-1 on the coarsest grid: the factorization is computed once, at construction.
+
+    Up to ``dense_max`` unknowns A^-1 is formed as a dense matrix (applied by one matmul, on
+    any device); above it a sparse LU (SciPy ``splu``) is used on the CPU. A singular A
+    (periodic without zero-order term) gets the pseudo-inverse, which solves compatible
+    systems (right-hand side orthogonal to the constants).
+    """
+
+    def __init__(self, A: StencilOperator, dense_max: int = 4096) -> None:
+        super().__init__()
+        self.shape = A.shape
+        self.n = A.unknowns
+        M = A.to_sparse()
+        self.lu = None
+        if self.n <= dense_max:
+            dense = M.toarray()
+            try:
+                inv = sla.inv(dense, check_finite=True)
+                if not np.isfinite(inv).all() or np.linalg.cond(dense) > 1e13:
+                    raise np.linalg.LinAlgError
+            except (np.linalg.LinAlgError, ValueError):
+                inv = np.linalg.pinv(dense)
+            self.register_buffer("inv", torch.from_numpy(inv))
+            self.kind = "dense inverse"
+        else:
+            self.inv = None
+            self.lu = spla.splu(M.tocsc())
+            self.kind = "sparse LU"
+
+    def forward(self, r: Tensor) -> Tensor:
+        flat = r.reshape(r.shape[0], self.n)
+        if self.inv is not None:
+            return (flat @ self.inv.T).reshape(r.shape)
+        x = self.lu.solve(flat.detach().cpu().double().numpy().T).T
+        return torch.from_numpy(np.ascontiguousarray(x)).to(r).reshape(r.shape)
+
+    def extra_repr(self) -> str:
+        return f"B = A^-1 ({self.kind}, {self.n} unknowns)"
