@@ -45,6 +45,15 @@ def _apply(op: nn.Module | None, x: Tensor) -> Tensor:
     return x if op is None else op(x)
 
 
+def _residual(A: nn.Module, u: Tensor | None, f: Tensor) -> Tensor:
+    """f - A u (u = None is zero). An A that defines ``residual(u, f)`` (a fixed stencil)
+    computes it there in one fused pass; it must return exactly f - A(u)."""
+    if u is None:
+        return f
+    fused = getattr(A, "residual", None)
+    return fused(u, f) if callable(fused) else f - A(u)
+
+
 @dataclass
 class CycleRecord:
     """Optional trace of a cycle: what every level held after every operation.
@@ -121,7 +130,7 @@ class Step(nn.Module):
 
     def residual(self, u: Tensor | None, f: Tensor) -> Tensor:
         """f - A u, with u = None standing for zero."""
-        return f if u is None else f - self.A(u)
+        return _residual(self.A, u, f)
 
     def forward(self, u: Tensor | None, f: Tensor) -> Tensor:
         r = _apply(self.sigma_in, self.residual(u, f))
@@ -248,7 +257,7 @@ class MgCycle(nn.Module):
     def restrict(self, l: int, u: Tensor | None, f: Tensor) -> tuple[Tensor | None, Tensor]:
         """(u^{l+1,0}, f^{l+1}) = (Pi u^l, R (f^l - A^l u^l) + A^{l+1} Pi u^l)."""
         t = self.transfers[l]
-        r = f if u is None else f - self.levels[l].A(u)
+        r = _residual(self.levels[l].A, u, f)
         f_c = _apply(t.sigma_R, t.R(r))
         if t.Pi is None or u is None:
             return None, f_c
