@@ -53,6 +53,7 @@ __all__ = [
     "ProjectedResult",
     "Scaled",
     "level_to_preact",
+    "load_multigrid",
     "operator_diagonal",
     "operator_matrix",
     "parameter_budget",
@@ -217,6 +218,108 @@ def preact_to_level(stage: nn.Sequential | Sequence[PreActBlock], atol: float = 
     level = Level(A, steps)
     level.train(blocks[0].training)
     return level
+
+
+# ------------------------------------------------------- sigma off: a multigrid cycle
+def _stencil_weight(op, dim: int) -> Tensor:
+    """The 3^d convolution weight of a constant stencil: w[1 + o] = c_o (cross-correlation)."""
+    w = torch.zeros((1, 1) + (3,) * dim, dtype=torch.float64)
+    for k, o in enumerate(op.offsets):
+        w[(0, 0) + tuple(1 + x for x in o)] = float(op.coefficient(k))
+    return w
+
+
+def load_multigrid(model: nn.Module, solver, up_sweep: bool = False) -> nn.Module:
+    """Load a multigrid solver's fixed operators into an MgNet classifier's own layers.
+
+    ``model`` must be an MgNet with sigma switched off (``sigma="linear"``), one channel
+    everywhere, a 3x3 stem and as many levels as ``solver`` (a
+    :class:`mgnet.multigrid.MultigridSolver` with ``smoother="jacobi"`` on a Dirichlet
+    grid whose coarsest level is a single unknown). In place, level by level:
+
+    * stem f_in: the identity (a centred delta);
+    * A^l: the solver's stencil, as the weight of the level's 3x3 convolution (zero padding
+      is the Dirichlet boundary);
+    * B^l: damped Jacobi w D^-1 (centre weight w / a_ii); on the 1 x 1 coarsest grid w = 1,
+      which is the exact solve A^-1 the solver uses there;
+    * R: full weighting, (1, 2, 1) x (1, 2, 1) / 16 with no padding (coarse node I sits on
+      fine node 2I + 1 of a grid of 2m + 1 nodes);
+    * Pi = 0 (``None``, the correction scheme).
+
+    The down-sweep of the model then equals the solver's. ``up_sweep=True`` also adds the
+    solver's interpolation P and nu' post-smoothing steps with the same A^l and B^l, so that
+    ``model.cycle(f, u, shape="V")`` is the solver's V-cycle. Returns ``model``.
+    """
+    from mgnet.models.mgnet import MgNet
+
+    if not isinstance(model, MgNet):
+        raise ValueError(f"model: expected an MgNet classifier, got {type(model).__name__}")
+    cfg = model.cfg
+    if cfg.sigma != "linear":
+        raise ValueError(
+            f"model: sigma must be switched off (sigma='linear', spec token "
+            f"'linear'), got sigma={cfg.sigma!r}"
+        )
+    if set(cfg.channels_u) | set(cfg.channels_f) != {1} or model.in_channels != 1:
+        raise ValueError(
+            "model: need one channel everywhere (channels_u = channels_f = 1, "
+            f"in_channels=1), got {_channels(cfg)}, in_channels="
+            f"{model.in_channels}"
+        )
+    if cfg.stem != "conv3" or cfg.dim != 2:
+        raise ValueError(
+            f"model: need a 2D model with the 3x3 stem, got dim={cfg.dim}, stem={cfg.stem!r}"
+        )
+    ops = getattr(solver, "ops", None)
+    if ops is None or getattr(solver, "smoother", None) != "jacobi":
+        raise ValueError("solver: expected a MultigridSolver with smoother='jacobi'")
+    if len(ops) != cfg.depth:
+        raise ValueError(
+            f"solver: has {len(ops)} levels, the model {cfg.depth}; choose the "
+            f"grid n = 2^{cfg.depth} - 1 = {2**cfg.depth - 1}"
+        )
+    if any(op.bc != "dirichlet" or not op.is_constant or op.dim != 2 for op in ops):
+        raise ValueError("solver: need constant 2D stencils with Dirichlet boundaries")
+    if ops[-1].unknowns != 1:
+        raise ValueError(
+            f"solver: its coarsest grid has {ops[-1].unknowns} unknowns; a 3x3 B "
+            "is the exact coarse solve only on a single unknown"
+        )
+    nu_pre, nu_post = solver.nu
+    if any(n != nu_pre for n in cfg.nu[:-1]):
+        raise ValueError(
+            f"solver: nu = {solver.nu} pre-smoothing steps, the model has "
+            f"{list(cfg.nu)}; build the solver with nu=({cfg.nu[0]}, ...)"
+        )
+    cycle = model.cycle
+    fw = torch.tensor([1.0, 2.0, 1.0], dtype=torch.float64) / 4
+    with torch.no_grad():
+        stem = cycle.f_in[0]
+        stem.weight.zero_()
+        stem.weight[0, 0, 1, 1] = 1.0
+        for l, (level, op) in enumerate(zip(cycle.levels, ops)):
+            coarsest = l == len(ops) - 1
+            level.A.weight.copy_(_stencil_weight(op, 2))
+            B = level.pre[0].B
+            if any(step.B is not B or step.A is not level.A for step in level.pre):
+                raise ValueError("model: need one A^l and one B^l per level (tokens Al, Bl)")
+            B.weight.zero_()
+            B.weight[0, 0, 1, 1] = (1.0 if coarsest else solver.omega) / float(op.diagonal())
+            if up_sweep and not coarsest:
+                level.post = nn.ModuleList([Step(level.A, B) for _ in range(nu_post)])
+        for l, t in enumerate(cycle.transfers):
+            t.R.weight.copy_(torch.outer(fw, fw).view(1, 1, 3, 3))
+            t.R.padding = (0, 0)
+            t.Pi = None
+            if up_sweep:
+                from mgnet.stencils import Interpolation
+
+                t.P = Interpolation(ops[l].shape, "dirichlet")
+    return model
+
+
+def _channels(cfg) -> str:
+    return f"channels_u={list(cfg.channels_u)}, channels_f={list(cfg.channels_f)}"
 
 
 # ------------------------------------------------------------------- parameter budget
