@@ -366,3 +366,72 @@ def test_image_folder_errors(tmp_path):
         load_vision("imagefolder", tmp_path / "b")
     with pytest.raises(ValueError, match="cannot be downloaded"):
         load_vision("imagefolder", tmp_path / "b", download=True)
+
+
+# ------------------------------------------------------------ one training step on each
+_WRITERS = {
+    "cifar10": lambda root: write_cifar(root, "cifar10", n_train=4, n_test=6),
+    "cifar100": lambda root: write_cifar(root, "cifar100", n_train=20, n_test=6),
+    "mnist": lambda root: write_mnist(root, "MNIST", n_train=20, n_test=6, gz=True),
+    "fashion_mnist": lambda root: write_mnist(root, "FashionMNIST", n_train=20, n_test=6),
+    "svhn": lambda root: write_svhn(root, n_train=20, n_test=6),
+    "imagefolder": lambda root: write_image_folder(root, per_class=8),
+}
+
+
+@pytest.mark.parametrize("name", list(_WRITERS))
+def test_mgnet_train_runs_one_epoch_on_each_format(tmp_path, name):
+    """`mgnet train --data NAME --data-dir DIR` on the tiny files: it trains and tests."""
+    import json
+    import math
+
+    from mgnet.cli import main
+
+    _WRITERS[name](tmp_path / "data")
+    run = tmp_path / "run"
+    argv = ["train", "--data", name, "--data-dir", str(tmp_path / "data"), "--epochs", "1",
+            "--model", "mgnet[1,1]-8", "-b", "8", "-o", str(run), "--threads", "1",
+            "--no-progress", "--loader", "torch"]  # fmt: skip
+    assert main(argv) == 0
+    results = json.loads((run / "results.json").read_text())
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert results["test_count"] == (4 if name == "imagefolder" else 6)
+    assert len(rows) == 1 and math.isfinite(rows[0]["train_loss"]) and rows[0]["train_loss"] > 0
+
+
+def test_mgnet_train_with_the_device_loader(tmp_path, monkeypatch):
+    """`--loader device` serves CIFAR from one uint8 tensor through the same training loop."""
+    import json
+
+    from mgnet.cli import main
+    from mgnet.data.device_loader import DeviceLoader
+
+    built = []
+    original = DeviceLoader.from_dataset.__func__
+
+    def spy(cls, dataset, batch_size, **kw):
+        loader = original(cls, dataset, batch_size, **kw)
+        built.append(loader)
+        return loader
+
+    monkeypatch.setattr(DeviceLoader, "from_dataset", classmethod(spy))
+    write_cifar(tmp_path / "data", "cifar10", n_train=4, n_test=6)
+    argv = ["train", "--data", "cifar10", "--data-dir", str(tmp_path / "data"), "--epochs", "1",
+            "--model", "mgnet[1,1]-8", "-b", "8", "-o", str(tmp_path / "run"), "--threads", "1",
+            "--no-progress", "--loader", "device"]  # fmt: skip
+    assert main(argv) == 0
+    assert len(built) == 3  # train, val, test
+    train = built[0]
+    assert (train.crop_padding, train.flip, train.shuffle) == (4, True, True)
+    assert built[1].crop_padding == 0 and not built[1].shuffle
+    assert json.loads((tmp_path / "run" / "results.json").read_text())["test_count"] == 6
+
+
+def test_mgnet_train_missing_folder_is_one_line(tmp_path, capsys):
+    from mgnet.cli import main
+
+    argv = ["train", "--data", "svhn", "--data-dir", str(tmp_path / "none"), "--epochs", "1",
+            "-o", str(tmp_path / "run"), "--no-progress"]  # fmt: skip
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "train_32x32.mat is missing" in err

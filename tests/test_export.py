@@ -97,3 +97,43 @@ def test_bad_arguments(tmp_path):
         export_model(model, tmp_path / "m.onnx", input_shape=(3, 8))
     with pytest.raises(ValueError, match="model: need a torch.nn.Module"):
         export_model("mgnet_cifar", tmp_path / "m.onnx", input_shape=(1, 3, 8, 8))
+
+
+def test_mgnet_export_command_from_a_training_checkpoint(tmp_path, capsys):
+    """`mgnet export --checkpoint RUN/best.pt --format onnx|torchscript` after `mgnet train`."""
+    ort = pytest.importorskip("onnxruntime")
+    from mgnet.cli import main
+    from mgnet.export import model_from_checkpoint
+
+    run = tmp_path / "run"
+    argv = ["train", "--data", "digits", "--epochs", "1", "--model", "mgnet[1,1]-8", "-b", "64",
+            "-o", str(run), "--threads", "1", "--no-progress"]  # fmt: skip
+    assert main(argv) == 0
+    checkpoint = str(run / "best.pt")
+    assert main(["export", "--checkpoint", checkpoint, "--format", "onnx"]) == 0
+    assert "max |logit difference|" in capsys.readouterr().out
+    out = tmp_path / "ts" / "m.pt"
+    assert (
+        main(["export", "--checkpoint", checkpoint, "--format", "torchscript", "-o", str(out)]) == 0
+    )
+
+    model, shape, cfg = model_from_checkpoint(checkpoint)
+    assert shape == (1, 1, 8, 8) and cfg["model"] == "mgnet[1,1]-8"
+    x = torch.randn(4, *shape[1:])
+    with torch.no_grad():
+        expected = model(x)
+    session = ort.InferenceSession(str(run / "best.onnx"), providers=["CPUExecutionProvider"])
+    got = torch.from_numpy(session.run(None, {"images": x.numpy()})[0])
+    assert (got - expected).abs().max() <= 1e-4
+    assert torch.allclose(run_exported(out, x), expected, atol=1e-5)
+
+
+def test_mgnet_export_errors_are_one_line(tmp_path, capsys):
+    from mgnet.cli import main
+
+    assert main(["export", "--checkpoint", str(tmp_path / "none.pt")]) == 2
+    assert "checkpoint: no such file" in capsys.readouterr().err
+    (tmp_path / "junk.pt").write_bytes(b"junk")
+    assert main(["export", "--checkpoint", str(tmp_path / "junk.pt")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "not a checkpoint of this package" in err
