@@ -221,7 +221,9 @@ def test_projected_iteration_is_the_core_step_with_projection():
 def test_adjoint_is_the_transpose():
     torch.manual_seed(0)
     A = nn.Conv2d(2, 3, 3, padding=1, bias=False).double()
-    M = operator_matrix(A, (2, 4, 4))
+    M = operator_matrix(A.float(), (2, 4, 4))  # assembled in float64 ...
+    assert A.weight.dtype == torch.float32  # ... without touching the module
+    A = A.double()
     r = torch.randn(1, 3, 4, 4, dtype=torch.float64)
     torch.testing.assert_close(Adjoint(A)(r).flatten(), M.T @ r.flatten())
 

@@ -31,6 +31,10 @@ solves A * u = f subject to u >= 0. The smoothing step with the outer sigma repl
 projection onto u >= 0, ``u <- max(0, u + B * (f - A * u))``, is a projected iteration for
 it: :func:`projected_smoothing` runs it (as a one-level :class:`~mgnet.core.MgCycle`) until
 it stops moving.
+
+Without sigma the network is a multigrid cycle: :func:`load_multigrid` writes a multigrid
+solver's fixed stencils (A^l, B^l = w D^-1, R, Pi = 0) into an MgNet classifier's own
+layers. :func:`parameter_budget` splits a classifier's parameters by role (A, B, Pi, R).
 """
 
 from __future__ import annotations
@@ -470,8 +474,10 @@ def operator_matrix(
     param = next(A.parameters(), None)
     device = param.device if param is not None else torch.device("cpu")
     eye = torch.eye(n, dtype=dtype, device=device).reshape(n, *shape)
+    if param is not None and param.dtype != dtype:
+        A = copy.deepcopy(A).to(dtype)  # never change the caller's module
     with torch.no_grad():
-        cols = A.to(dtype)(eye) if param is not None else A(eye)
+        cols = A(eye)
     return cols.reshape(n, -1).T.contiguous()
 
 
