@@ -146,7 +146,6 @@ def test_poisson_2d_factors(smoother, nu, bound):
     assert abs(rho[63] - rho[255]) <= 0.03
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("smoother,nu,bound", [("jacobi", (2, 2), 0.20), ("rbgs", (1, 1), 0.13)])
 def test_poisson_2d_factors_independent_of_h_up_to_1023(smoother, nu, bound):
     rho = {}
@@ -178,7 +177,7 @@ def test_fmg_reaches_discretization_error_in_one_pass(n):
     assert prob.error(ml.fmg(prob.f, cycles=1)) > fmg
 
 
-@pytest.mark.parametrize("n", [255, pytest.param(1023, marks=pytest.mark.slow)])
+@pytest.mark.parametrize("n", [255, 1023])
 def test_pcg_converges_in_at_most_8_iterations(n):
     prob = make_problem("poisson", 2, n)
     ml = MultigridSolver(prob.A, device="cpu")
