@@ -435,3 +435,23 @@ def test_mgnet_train_missing_folder_is_one_line(tmp_path, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "train_32x32.mat is missing" in err
+
+
+def test_download_goes_through_torchvision_and_failures_are_one_line(tmp_path, monkeypatch):
+    import torchvision.datasets as tvd
+
+    calls = []
+
+    class Offline(tvd.CIFAR10):  # torchvision's class, with no network behind it
+        def __init__(self, root, train=True, download=False, **kw):
+            calls.append((root, train, download))
+            raise OSError("<urlopen error [Errno -3] Temporary failure in name resolution>\nmore")
+
+    monkeypatch.setattr(tvd, "CIFAR10", Offline)
+    with pytest.raises(RuntimeError) as e:
+        load_vision("cifar10", tmp_path, download=True)
+    assert _one_line(e).startswith("download: fetching CIFAR-10 failed (<urlopen error")
+    assert calls == [(str(tmp_path), True, True)]
+    with pytest.raises(FileNotFoundError):
+        load_vision("cifar10", tmp_path)
+    assert len(calls) == 1  # without download=True torchvision is not asked to fetch
