@@ -22,6 +22,7 @@ the three splits; the training loop does not change.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -193,6 +194,7 @@ def digits_split_indices() -> dict[str, Tensor]:
     }
 
 
+@functools.lru_cache(maxsize=1)
 def _digits_arrays():
     from sklearn.datasets import load_digits
 

@@ -1,0 +1,200 @@
+"""Training configuration: plain data in one dataclass.
+
+A run is fully described by a :class:`TrainConfig`; it is saved as ``config.json`` in the
+output directory and inside every checkpoint (as a plain dict), and can be read back from
+a JSON or YAML recipe with :func:`load_recipe`. Precedence when the command line builds
+one: the defaults below < a recipe file (``-c``) < explicit flags.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "TrainConfig",
+    "load_recipe",
+    "fresh_run_dir",
+    "OPTIMIZERS",
+    "SCHEDULERS",
+    "AMP_MODES",
+    "DEVICES",
+]
+
+OPTIMIZERS = ("sgd", "adamw")
+SCHEDULERS = ("cosine", "step", "onecycle", "none")
+AMP_MODES = ("none", "bf16", "fp16")
+LOADERS = ("auto", "device", "torch")
+DEVICES = ("auto", "cpu", "cuda", "cuda:N")
+
+_TYPES = {
+    "int": (int,),
+    "float": (int, float),
+    "str": (str,),
+    "bool": (bool,),
+    "str | None": (str, type(None)),
+    "int | None": (int, type(None)),
+    "dict[str, Any]": (dict,),
+}
+
+# Fields that may change when a run is resumed: they do not alter the numbers it computes.
+RUNTIME_FIELDS = ("device", "workers", "threads", "progress", "data_dir")
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run depends on.
+
+    Model and data: ``model`` (registry name or MgNet spec string), ``model_args`` (keyword
+    overrides for ``create_model``, e.g. ``{"width": 32}``), ``in_channels`` (None: the
+    data's channels; anything else must match them), ``data`` (registry name),
+    ``data_dir`` and ``download`` (for datasets that live in files), ``augment``.
+
+    Recipe: ``epochs``, ``batch_size``, ``lr``, ``momentum``, ``weight_decay``,
+    ``optimizer`` (sgd | adamw), ``lr_scheduler`` (cosine | step | onecycle | none) with
+    ``lr_step_size``/``lr_gamma`` for ``step`` and ``warmup_epochs`` (linear warm-up before
+    cosine or step), ``label_smoothing``.
+
+    Execution: ``seed``, ``device`` (auto | cpu | cuda | cuda:N), ``amp`` (none | bf16 |
+    fp16), ``channels_last``, ``workers`` (DataLoader processes), ``loader`` (auto |
+    device | torch: whether an in-memory image set is served batch-wise from the device by
+    :class:`~mgnet.data.device_loader.DeviceLoader`; auto does so on CUDA), ``threads`` (CPU threads
+    of torch's intra-op pool; 0 keeps torch's default), ``output_dir``,
+    ``progress`` (progress bar on a terminal).
+    """
+
+    model: str = "mgnet_digits"
+    model_args: dict[str, Any] = field(default_factory=dict)
+    in_channels: int | None = None
+    data: str = "digits"
+    data_dir: str | None = None
+    download: bool = False
+    augment: bool = True
+    epochs: int = 30
+    batch_size: int = 64
+    lr: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    optimizer: str = "sgd"
+    lr_scheduler: str = "cosine"
+    lr_step_size: int = 10
+    lr_gamma: float = 0.1
+    warmup_epochs: int = 0
+    label_smoothing: float = 0.0
+    seed: int = 0
+    device: str = "auto"
+    amp: str = "none"
+    channels_last: bool = False
+    workers: int = 0
+    loader: str = "auto"
+    threads: int = 0
+    output_dir: str = "runs/train"
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise a one-line ValueError naming the first bad field and what is accepted."""
+        for f in fields(self):
+            value = getattr(self, f.name)
+            accepted = _TYPES.get(str(f.type))
+            wrong_bool = isinstance(value, bool) and bool not in (accepted or (bool,))
+            if accepted is not None and (wrong_bool or not isinstance(value, accepted)):
+                raise ValueError(f"{f.name}: {value!r} is not accepted; expected {f.type}")
+            if f.type == "float":
+                setattr(self, f.name, float(value))
+        checks = [
+            ("epochs", self.epochs >= 1, "a positive integer"),
+            ("batch_size", self.batch_size >= 1, "a positive integer"),
+            ("lr", self.lr > 0, "a positive number"),
+            ("momentum", 0 <= self.momentum < 1, "a number in [0, 1)"),
+            ("weight_decay", self.weight_decay >= 0, "a number >= 0"),
+            ("optimizer", self.optimizer in OPTIMIZERS, ", ".join(OPTIMIZERS)),
+            ("lr_scheduler", self.lr_scheduler in SCHEDULERS, ", ".join(SCHEDULERS)),
+            ("lr_step_size", self.lr_step_size >= 1, "a positive integer"),
+            ("lr_gamma", 0 < self.lr_gamma <= 1, "a number in (0, 1]"),
+            (
+                "warmup_epochs",
+                0 <= self.warmup_epochs < self.epochs,
+                f"an integer in [0, epochs={self.epochs})",
+            ),
+            ("label_smoothing", 0 <= self.label_smoothing < 1, "a number in [0, 1)"),
+            ("amp", self.amp in AMP_MODES, ", ".join(AMP_MODES)),
+            (
+                "device",
+                self.device in ("auto", "cpu", "cuda")
+                or (self.device.startswith("cuda:") and self.device[5:].isdigit()),
+                ", ".join(DEVICES),
+            ),
+            ("workers", self.workers >= 0, "an integer >= 0"),
+            ("loader", self.loader in LOADERS, ", ".join(LOADERS)),
+            ("threads", self.threads >= 0, "an integer >= 0 (0: torch's default)"),
+            ("model_args", isinstance(self.model_args, dict), "a dict of keyword arguments"),
+        ]
+        for name, ok, accepted in checks:
+            if not ok:
+                raise ValueError(
+                    f"{name}: {getattr(self, name)!r} is not accepted; expected {accepted}"
+                )
+
+    def to_dict(self) -> dict[str, Any]:
+        """A plain dict (JSON-able, loadable with ``torch.load(weights_only=True)``)."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
+        """Build from a dict; unknown keys are an error that lists the accepted ones."""
+        names = [f.name for f in fields(cls)]
+        unknown = sorted(set(values) - set(names))
+        if unknown:
+            raise ValueError(
+                f"config: unknown key(s) {', '.join(unknown)}; accepted: {', '.join(names)}"
+            )
+        return cls(**values)
+
+
+def load_recipe(path: str | Path) -> dict[str, Any]:
+    """Read a recipe: a JSON or YAML mapping of :class:`TrainConfig` fields."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"config: no such recipe file {str(path)!r}")
+    text = path.read_text()
+    if path.suffix.lower() in (".yaml", ".yml"):
+        try:
+            import yaml
+        except ImportError:
+            raise ValueError(
+                "config: reading a YAML recipe needs PyYAML (pip install "
+                "pyyaml), or give the recipe as .json"
+            ) from None
+        try:
+            values = yaml.safe_load(text)
+        except yaml.YAMLError as e:
+            raise ValueError(
+                f"config: {str(path)!r} is not valid YAML ({str(e).splitlines()[0]})"
+            ) from None
+    else:
+        try:
+            values = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"config: {str(path)!r} is not valid JSON ({e})") from None
+    if not isinstance(values, dict):
+        raise ValueError(f"config: {str(path)!r} must hold a mapping of config fields")
+    return values
+
+
+def fresh_run_dir(root: str | Path, name: str) -> Path:
+    """``root/name``, or ``root/name-2``, ``-3``, ... : the first that holds no run yet.
+
+    ``name`` is reduced to letters, digits, ``-``, ``_`` and ``.`` (spec strings have
+    brackets and commas)."""
+    safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name).strip("_")
+    root = Path(root)
+    candidate, n = root / safe, 1
+    while (candidate / "checkpoint.pt").exists() or (candidate / "config.json").exists():
+        n += 1
+        candidate = root / f"{safe}-{n}"
+    return candidate
