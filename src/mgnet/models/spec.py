@@ -38,7 +38,8 @@ class MgNetConfig:
     nu: smoothing steps nu_l per level (J = len(nu)).
     channels_u, channels_f: c_u^l and c_f^l per level.
     share_B: ``"level"`` (B^l) or ``"step"`` (B^{l,i}).
-    share_A: ``"level"`` (A^l, MgNet) or ``"step"`` (A^{l,i}, pre-activation ResNet).
+    share_A: ``"level"`` (A^l, MgNet) or ``"step"`` (one A^{l,i} per step; note that only the
+        residual form with unshared A^{l,i} is exactly pre-activation ResNet, see docs/theory.md).
     stem: ``"conv3"`` or ``"imagenet"`` (7x7/2 conv + 3x3/2 max-pool).
     sigma: ``"bn-relu"``, ``"linear"`` (identity, no BatchNorm) or ``"project"`` (BN as
         before, ReLU only where u >= 0 needs it: the constrained data-feature model).
