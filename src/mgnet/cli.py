@@ -386,5 +386,161 @@ def _run_export(args: argparse.Namespace) -> int:
 SUBCOMMANDS.append(_add_export)
 
 
+# ---------------------------------------------------------------------- train, demo
+def _key_value(text: str) -> tuple[str, object]:
+    """``KEY=VALUE`` with VALUE read as JSON where it parses (``width=32``, ``blocks=[2,2]``)."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.isidentifier():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value
+
+
+def _add_train(sub: argparse._SubParsersAction) -> None:
+    from mgnet.train.config import AMP_MODES, LOADERS, OPTIMIZERS, SCHEDULERS, TrainConfig
+
+    d = TrainConfig()
+    p = sub.add_parser(
+        "train",
+        help="train a classifier (default: a small MgNet on the embedded 8x8 digits)",
+        description="Train a registered model (or an MgNet spec string) on a registered "
+        "dataset. Writes config.json, metrics.jsonl, checkpoint.pt (every epoch), best.pt "
+        "(best validation accuracy) and results.json (test accuracy of the model chosen on "
+        "the validation split) to the output directory. Precedence: defaults < -c recipe < "
+        "flags.",
+    )
+    arg = p.add_argument
+    arg("-c", "--config", metavar="FILE", help="a recipe: JSON or YAML mapping of config fields")
+    arg("--model", help=f"registry name or spec string (default: {d.model})")
+    arg(
+        "--model-kwargs",
+        dest="model_args",
+        nargs="+",
+        type=_key_value,
+        metavar="KEY=VALUE",
+        help="overrides for create_model, e.g. width=32 or spec='mgnet[2,2]-32'",
+    )
+    arg("--in-channels", type=int, help="input channels (default: the data's)")
+    arg("--data", help=f"registered dataset (default: {d.data})")
+    arg("--data-dir", help="folder of the dataset files (datasets that live in files)")
+    arg("--download", action="store_true", default=None, help="fetch missing dataset files")
+    arg(
+        "--no-augment",
+        dest="augment",
+        action="store_false",
+        default=None,
+        help="train without the dataset's augmentation",
+    )
+    arg("--epochs", type=int, help=f"(default: {d.epochs})")
+    arg("-b", "--batch-size", type=int, help=f"(default: {d.batch_size})")
+    arg("--lr", type=float, help=f"peak learning rate (default: {d.lr})")
+    arg("--momentum", type=float, help=f"SGD momentum (default: {d.momentum})")
+    arg(
+        "--wd",
+        "--weight-decay",
+        dest="weight_decay",
+        type=float,
+        help=f"(default: {d.weight_decay})",
+    )
+    arg("--opt", dest="optimizer", choices=OPTIMIZERS, help=f"(default: {d.optimizer})")
+    arg("--lr-scheduler", choices=SCHEDULERS, help=f"(default: {d.lr_scheduler})")
+    arg("--lr-step-size", type=int, help=f"epochs per step of 'step' (default: {d.lr_step_size})")
+    arg("--lr-gamma", type=float, help=f"factor per step of 'step' (default: {d.lr_gamma})")
+    arg("--warmup-epochs", type=int, help=f"linear warm-up (default: {d.warmup_epochs})")
+    arg("--label-smoothing", type=float, help=f"(default: {d.label_smoothing})")
+    arg("--seed", type=int, help=f"(default: {d.seed})")
+    arg("--device", help="auto, cpu, cuda or cuda:N (default: auto = cuda if available)")
+    arg("--amp", choices=AMP_MODES, help=f"mixed precision (default: {d.amp})")
+    arg("--channels-last", action="store_true", default=None, help="NHWC memory format")
+    arg("-j", "--workers", type=int, help=f"DataLoader worker processes (default: {d.workers})")
+    arg("--loader", choices=LOADERS, help=f"in-memory sets on the device (default: {d.loader})")
+    arg("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
+    arg("-o", "--output-dir", help="run directory (default: a fresh runs/train/<data>-<model>[-N])")
+    arg(
+        "--no-progress",
+        dest="progress",
+        action="store_false",
+        default=None,
+        help="no progress bar (it is shown only on a terminal anyway)",
+    )
+    arg("--resume", metavar="DIR", help="continue the run in DIR from its checkpoint.pt")
+    arg(
+        "--test-only",
+        action="store_true",
+        help="only test the model of --resume DIR (its best.pt) on the test split",
+    )
+    p.set_defaults(run=_run_train)
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    from mgnet.train import TrainConfig, load_recipe, resume_config, test_checkpoint, train
+    from mgnet.train.config import fresh_run_dir
+
+    control = {"config", "resume", "test_only", "run", "command"}
+    flags = {k: v for k, v in vars(args).items() if k not in control and v is not None}
+    if "model_args" in flags:
+        flags["model_args"] = dict(flags["model_args"])
+    if args.test_only and not args.resume:
+        raise UserError("--test-only needs --resume DIR, the run whose model to test")
+    if args.resume:
+        if args.config:
+            raise UserError("--resume continues a run with its stored config; leave -c out")
+        cfg = resume_config(args.resume, flags)
+        if args.test_only:
+            test_checkpoint(cfg)
+            return 0
+        train(cfg, resume=True)
+        return 0
+    values = {**(load_recipe(args.config) if args.config else {}), **flags}
+    if "output_dir" not in values:
+        name = f"{values.get('data', TrainConfig.data)}-{values.get('model', TrainConfig.model)}"
+        values["output_dir"] = str(fresh_run_dir("runs/train", name))
+    train(TrainConfig.from_dict(values))
+    return 0
+
+
+def _add_demo(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "demo",
+        help="train MgNet and the pre-act ResNet-18 on the digits and compare them",
+        description="Train MgNet (mgnet_digits) and the pre-activation ResNet-18 baseline "
+        "with the same recipe on the embedded 8x8 digits; print test accuracy and parameter "
+        "count side by side.",
+    )
+    p.add_argument("--epochs", type=int, help="epochs per model (default: the train default)")
+    p.add_argument(
+        "--baseline",
+        default="preact_resnet18",
+        help="the model MgNet is compared with (default: preact_resnet18)",
+    )
+    p.add_argument("--seed", type=int, default=0, help="(default: 0)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--threads", type=int, default=0, help="CPU threads (default: torch's)")
+    p.add_argument(
+        "-o", "--output-dir", help="keep the runs here (default: a temporary folder, removed after)"
+    )
+    p.set_defaults(run=_run_demo)
+
+
+def _run_demo(args: argparse.Namespace) -> int:
+    from mgnet.demo import run_demo
+
+    run_demo(
+        epochs=args.epochs,
+        baseline=args.baseline,
+        seed=args.seed,
+        device=args.device,
+        threads=args.threads,
+        output_dir=args.output_dir,
+    )
+    return 0
+
+
+SUBCOMMANDS.append(_add_train)
+SUBCOMMANDS.append(_add_demo)
+
+
 if __name__ == "__main__":
     sys.exit(main())
