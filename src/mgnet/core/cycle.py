@@ -23,6 +23,13 @@ cycle; with Pi = injection it is the Full Approximation Scheme (FAS).
 
 A zero feature tensor is passed around as ``None`` so that A * 0 is never computed:
 on a coarse grid of the correction scheme the first smoothing step is then u = B f.
+
+In-place mode (``inplace=True``, asked for by solvers that own their iterate): when no
+autograd graph is being recorded and no :class:`CycleRecord` is kept, u + du and the
+coarse correction overwrite u instead of allocating a new tensor, a B that defines
+``update_(A, u, f)`` performs its whole step u <- u + B (f - A u) in place (fused), and a
+P that defines ``add_to(u, e)`` adds P e to u in place. The values are those of the
+allocating path (up to rounding order); f is never written.
 """
 
 from __future__ import annotations
@@ -111,6 +118,12 @@ class Step(nn.Module):
     that depends on the current iterate, such as Newton-Jacobi for a nonlinear A.
     ``project`` (optional) is applied to the updated feature, u <- project(u + du): the
     projection onto a constraint set such as u >= 0 (constrained data-feature mapping).
+
+    ``forward(u, f, inplace=True)`` may overwrite u (the caller owns it and keeps no
+    autograd graph): u + du becomes ``u.add_(du)``, and with sigma = identity and no
+    projection a B with a method ``update_(A, u, f)`` (u <- u + B (f - A u) in place,
+    returning u) does the whole step, e.g. a smoother that fuses the residual and its
+    scaling into one buffer.
     """
 
     def __init__(
@@ -132,11 +145,18 @@ class Step(nn.Module):
         """f - A u, with u = None standing for zero."""
         return _residual(self.A, u, f)
 
-    def forward(self, u: Tensor | None, f: Tensor) -> Tensor:
+    def forward(self, u: Tensor | None, f: Tensor, inplace: bool = False) -> Tensor:
+        linear = self.sigma_in is None and self.sigma_out is None and self.project is None
+        if inplace and u is not None and linear:
+            update = getattr(self.B, "update_", None)
+            if callable(update):
+                return update(self.A, u, f)
         r = _apply(self.sigma_in, self.residual(u, f))
         du = self.B(r, u) if getattr(self.B, "needs_u", False) else self.B(r)
         du = _apply(self.sigma_out, du)
-        return _apply(self.project, du if u is None else u + du)
+        if u is None:
+            return _apply(self.project, du)
+        return _apply(self.project, u.add_(du) if inplace else u + du)
 
 
 class Level(nn.Module):
@@ -194,9 +214,11 @@ class MgCycle(nn.Module):
         shape: ``"down"`` (Algorithm 1, returns u^J), or ``"V"``, ``"W"``, ``"F"``
             (down- and up-sweep, returns u^1; every transfer needs P).
 
-    ``forward(f, u=None, record=None)``: ``u`` is the initial guess u^{1,0} (``None`` is
-    zero); ``record`` is an optional :class:`CycleRecord` that receives every level's
-    u^l and f^l.
+    ``forward(f, u=None, record=None, shape=None, inplace=False)``: ``u`` is the initial
+    guess u^{1,0} (``None`` is zero); ``record`` is an optional :class:`CycleRecord` that
+    receives every level's u^l and f^l. ``inplace=True`` hands u over to the cycle: when
+    autograd is off (``torch.no_grad``) and ``record`` is None, every feature tensor is
+    updated in place, u included (see the module docstring); otherwise it is ignored.
     """
 
     def __init__(
@@ -236,20 +258,27 @@ class MgCycle(nn.Module):
         u: Tensor | None = None,
         record: CycleRecord | None = None,
         shape: str | None = None,
+        inplace: bool = False,
     ) -> Tensor:
         shape = self.shape if shape is None else shape
         if shape != self.shape:
             self._check_shape(shape)
         f = _apply(self.f_in, f)
-        return self.visit(0, u, f, shape, record)
+        return self.visit(0, u, f, shape, record, inplace)
 
     def smooth(
-        self, l: int, u: Tensor | None, f: Tensor, phase: str, record: CycleRecord | None = None
+        self,
+        l: int,
+        u: Tensor | None,
+        f: Tensor,
+        phase: str,
+        record: CycleRecord | None = None,
+        inplace: bool = False,
     ) -> Tensor | None:
         """Run level l's ``pre`` or ``post`` steps on (u, f)."""
         level = self.levels[l]
         for i, step in enumerate(getattr(level, phase)):
-            u = step(u, f)
+            u = step(u, f, inplace) if inplace else step(u, f)
             if record is not None:
                 record.add(l, phase, i + 1, u, f, step.A)
         return u
@@ -265,28 +294,42 @@ class MgCycle(nn.Module):
         return u_c, f_c + self.levels[l + 1].A(u_c)
 
     def visit(
-        self, l: int, u: Tensor | None, f: Tensor, shape: str, record: CycleRecord | None = None
+        self,
+        l: int,
+        u: Tensor | None,
+        f: Tensor,
+        shape: str,
+        record: CycleRecord | None = None,
+        inplace: bool = False,
     ) -> Tensor:
         """One visit of level l in a cycle of the given shape (recursive on l)."""
+        # in place only where nothing else can see the overwritten tensors
+        inplace = inplace and record is None and not torch.is_grad_enabled()
         if record is not None:
             record.add(l, "start", 0, u, f, self.levels[l].A)
-        u = self.smooth(l, u, f, "pre", record)
+        u = self.smooth(l, u, f, "pre", record, inplace)
         if l == self.depth - 1:
             if shape != "down":
-                u = self.smooth(l, u, f, "post", record)
+                u = self.smooth(l, u, f, "post", record, inplace)
             return torch.zeros_like(f) if u is None else u
         u_c0, f_c = self.restrict(l, u, f)
         if record is not None:
             record.add(l + 1, "restrict", 0, u_c0, f_c, self.levels[l + 1].A)
         if shape == "down":
-            return self.visit(l + 1, u_c0, f_c, "down", record)
-        u_c = u_c0
+            return self.visit(l + 1, u_c0, f_c, "down", record, inplace)
+        # u_c0 is needed after the coarse visit (FAS), so that visit works on a copy
+        u_c = u_c0.clone() if inplace and u_c0 is not None else u_c0
         for coarse_shape in _COARSE_VISITS[shape]:
-            u_c = self.visit(l + 1, u_c, f_c, coarse_shape, record)
+            u_c = self.visit(l + 1, u_c, f_c, coarse_shape, record, inplace)
         e_c = u_c if u_c0 is None else u_c - u_c0
-        correction = self.transfers[l].P(e_c)
-        u = correction if u is None else u + correction
+        P = self.transfers[l].P
+        add_to = getattr(P, "add_to", None) if inplace and u is not None else None
+        if callable(add_to):
+            u = add_to(u, e_c)  # u += P e_c without forming P e_c
+        else:
+            correction = P(e_c)
+            u = correction if u is None else u.add_(correction) if inplace else u + correction
         if record is not None:
             record.add(l, "correct", 0, u, f, self.levels[l].A)
-        u = self.smooth(l, u, f, "post", record)
+        u = self.smooth(l, u, f, "post", record, inplace)
         return u

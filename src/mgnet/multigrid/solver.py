@@ -201,7 +201,9 @@ class MultigridSolver:
             )
         return ops
 
-    def _steps(self, op, phase: str) -> list[Step]:
+    def _steps(self, op, phase: str, colors: tuple | None = None) -> list[Step]:
+        """The nu_l (pre) or nu'_l (post) smoothing steps; ``colors`` are the level's
+        (B_red, B_black), built once and shared by both phases."""
         n = self.nu[0] if phase == "pre" else self.nu[1]
         if n == 0:
             return []
@@ -217,14 +219,15 @@ class MultigridSolver:
             B = Jacobi(op, self.omega)
             return [Step(op, B) for _ in range(n)]
         if self.smoother == "rbgs":
-            red, black = red_black(op)
+            red, black = red_black(op) if colors is None else colors
             return [Step(op, red), Step(op, black)] * n
         ws = chebyshev_weights(n, _gershgorin(op))
         steps = [Step(op, Jacobi(op, w)) for w in ws]
         return steps if phase == "pre" else steps[::-1]
 
     def _level(self, op) -> Level:
-        return Level(op, self._steps(op, "pre"), self._steps(op, "post"))
+        colors = red_black(op) if self.smoother == "rbgs" and not self.nonlinear else None
+        return Level(op, self._steps(op, "pre", colors), self._steps(op, "post", colors))
 
     def _coarsest_level(self, op, sweeps: int) -> Level:
         if self.nonlinear:  # Newton Gauss-Seidel sweeps on a tiny grid
@@ -306,10 +309,11 @@ class MultigridSolver:
         while not self.converged and it < maxiter:
             if self.precision == "mixed":
                 r = f if x is None else A.residual(x, f)
-                e = self.cycle(r.to(torch.float32), None, shape=cycle).to(torch.float64)
+                e = self.cycle(r.to(torch.float32), None, shape=cycle, inplace=True)
+                e = e.to(torch.float64)
                 x = e if x is None else x.add_(e)
             else:
-                x = self.cycle(f, x, shape=cycle)
+                x = self.cycle(f, x, shape=cycle, inplace=True)  # x is ours: no copies
             it += 1
             new = self._norm(A.residual(x, f))
             if not bool(torch.isfinite(new).all()):
@@ -358,11 +362,11 @@ class MultigridSolver:
         for t in self.cycle.transfers:
             fs.append(t.R(fs[-1]))
         J = self.levels
-        u = self.cycle.visit(J - 1, None, fs[-1], cycle)
+        u = self.cycle.visit(J - 1, None, fs[-1], cycle, inplace=True)
         for l in range(J - 2, -1, -1):
             u = self.cycle.transfers[l].P(u)
             for _ in range(cycles):
-                u = self.cycle.visit(l, u, fs[l], cycle)
+                u = self.cycle.visit(l, u, fs[l], cycle, inplace=True)
         u = u.clone()
         if self.precision == "mixed":
             u = u.double()
@@ -384,7 +388,8 @@ class MultigridSolver:
     @torch.no_grad()
     def precondition(self, r: Tensor, cycle: str = "V") -> Tensor:
         """M r: one symmetric cycle on A e = r from e = 0."""
-        return self.symmetric_cycle()(r.to(self.dtype), None, shape=cycle).to(r.dtype)
+        e = self.symmetric_cycle()(r.to(self.dtype), None, shape=cycle, inplace=True)
+        return e.to(r.dtype)
 
     @torch.no_grad()
     def pcg(

@@ -40,6 +40,12 @@ def default_omega(dim: int) -> float:
     return 2 * dim / (2 * dim + 1)
 
 
+def _residual(A: nn.Module, u: Tensor, f: Tensor) -> Tensor:
+    """f - A u, by A's fused ``residual`` where it has one (a solver's workspace buffer)."""
+    fused = getattr(A, "residual", None)
+    return fused(u, f) if callable(fused) else f - A(u)
+
+
 def _inv_diag(A: StencilOperator) -> float | Tensor:
     d = A.diagonal()
     if isinstance(d, Tensor):
@@ -68,6 +74,13 @@ class Jacobi(nn.Module):
     def forward(self, r: Tensor) -> Tensor:
         return r * self.scale
 
+    def update_(self, A: nn.Module, u: Tensor, f: Tensor) -> Tensor:
+        """u <- u + w D^-1 (f - A u), in place: the cycle's step with this B, fused."""
+        r = _residual(A, u, f)
+        if isinstance(self.scale, Tensor):
+            return u.addcmul_(r, self.scale)
+        return u.add_(r, alpha=self.scale)
+
     def extra_repr(self) -> str:
         return f"B = {self.omega:.4g} D^-1 (damped Jacobi)"
 
@@ -79,18 +92,28 @@ class ColoredJacobi(nn.Module):
         super().__init__()
         self.color = color
         scale = _inv_diag(A)
-        self.register_buffer("scale", mask.to(torch.float64) * scale)
+        scale = torch.as_tensor(scale, dtype=torch.float64)
+        self.register_buffer("scale", torch.where(mask, scale, torch.zeros((), dtype=scale.dtype)))
 
     def forward(self, r: Tensor) -> Tensor:
         return r * self.scale
+
+    def update_(self, A: nn.Module, u: Tensor, f: Tensor) -> Tensor:
+        """u <- u + M D^-1 (f - A u), in place: the cycle's step with this B, fused."""
+        return u.addcmul_(_residual(A, u, f), self.scale)
 
     def extra_repr(self) -> str:
         return f"B = M_{self.color} D^-1"
 
 
 def _parity(shape: tuple[int, ...]) -> Tensor:
-    idx = torch.meshgrid(*[torch.arange(n) for n in shape], indexing="ij")
-    return sum(idx) % 2
+    """(i_1 + ... + i_d) mod 2 over the grid (0: red, 1: black), built by broadcasting."""
+    p = torch.zeros((1,) * len(shape), dtype=torch.int8)
+    for axis, n in enumerate(shape):
+        view = [1] * len(shape)
+        view[axis] = n
+        p = p + (torch.arange(n) % 2).to(torch.int8).view(view)
+    return p % 2
 
 
 def red_black(A: StencilOperator) -> tuple[ColoredJacobi, ColoredJacobi]:

@@ -39,6 +39,27 @@ def _ax(t: Tensor, axis: int, s: slice) -> Tensor:
     return t[(slice(None),) * (axis + 2) + (s,)]
 
 
+class _Scratch:
+    """Private buffers for the intermediate results of a tensor-product transfer.
+
+    A buffer is handed out only where nothing outside the transfer can see it (the
+    partial results between the 1D passes), and only without autograd, so reusing it
+    from call to call saves the allocation (and the page faults of a large one).
+    """
+
+    def __init__(self) -> None:
+        self.buffers: dict = {}
+
+    def get(self, slot: int, shape: list[int], like: Tensor) -> Tensor:
+        if like.requires_grad and torch.is_grad_enabled():
+            return torch.empty(shape, dtype=like.dtype, device=like.device)
+        key = (slot, tuple(shape), like.dtype, like.device)
+        buf = self.buffers.get(key)
+        if buf is None:
+            buf = self.buffers[key] = torch.empty(shape, dtype=like.dtype, device=like.device)
+        return buf
+
+
 class FullWeighting(nn.Module):
     """R^{l+1}_l, full-weighting restriction: weights (1/4, 1/2, 1/4) per axis (sum 1)."""
 
@@ -48,18 +69,32 @@ class FullWeighting(nn.Module):
         self.bc = bc
         if coarse_shape(self.fine_shape, bc) is None:
             raise ValueError(f"fine_shape: {self.fine_shape} cannot be coarsened with bc={bc!r}")
+        self._scratch = _Scratch()
 
     def forward(self, x: Tensor) -> Tensor:
-        for axis in range(len(self.fine_shape)):
+        # one 1D pass (1, 2, 1) per axis, finest axis last (on the smallest array); the
+        # factor 1/4 per axis is applied once, as 1/4^d, to the coarse result
+        d = len(self.fine_shape)
+        for axis in range(d):
+            shape = list(x.shape)
+            shape[axis + 2] = (
+                (shape[axis + 2] - 1) // 2 if self.bc == "dirichlet" else (shape[axis + 2] // 2)
+            )
+            last = axis == d - 1
+            out = (
+                torch.empty(shape, dtype=x.dtype, device=x.device)
+                if last
+                else self._scratch.get(axis, shape, x)
+            )
             if self.bc == "dirichlet":
-                out = torch.add(_ax(x, axis, slice(0, -2, 2)), _ax(x, axis, slice(2, None, 2)))
-                out.add_(_ax(x, axis, slice(1, -1, 2)), alpha=2.0).mul_(0.25)
+                torch.add(_ax(x, axis, slice(0, -2, 2)), _ax(x, axis, slice(2, None, 2)), out=out)
+                out.add_(_ax(x, axis, slice(1, -1, 2)), alpha=2.0)
             else:
                 odd = _ax(x, axis, slice(1, None, 2))
-                out = torch.add(odd, odd.roll(1, dims=axis + 2))
-                out.add_(_ax(x, axis, slice(0, None, 2)), alpha=2.0).mul_(0.25)
+                torch.add(odd, odd.roll(1, dims=axis + 2), out=out)
+                out.add_(_ax(x, axis, slice(0, None, 2)), alpha=2.0)
             x = out
-        return x
+        return x.mul_(0.25**d)
 
     def extra_repr(self) -> str:
         return f"full weighting, fine_shape={self.fine_shape}, bc={self.bc}"
@@ -74,12 +109,29 @@ class Interpolation(nn.Module):
         self.bc = bc
         if coarse_shape(self.fine_shape, bc) is None:
             raise ValueError(f"fine_shape: {self.fine_shape} cannot be coarsened with bc={bc!r}")
+        self._scratch = _Scratch()
 
     def forward(self, x: Tensor) -> Tensor:
+        """P x, a fresh tensor on the fine grid."""
+        return self._interpolate(x, None)
+
+    def add_to(self, u: Tensor, x: Tensor) -> Tensor:
+        """u <- u + P x, in place (the coarse correction), without forming P x on the fine
+        grid: the last 1D pass adds straight into u. Returns u."""
+        return self._interpolate(x, u)
+
+    def _interpolate(self, x: Tensor, target: Tensor | None) -> Tensor:
+        d = len(self.fine_shape)
         for axis, n in enumerate(self.fine_shape):
             shape = list(x.shape)
             shape[axis + 2] = n
-            out = torch.empty(shape, dtype=x.dtype, device=x.device)
+            if axis == d - 1 and target is not None:
+                return self._accumulate_last(target, x)
+            out = (
+                torch.empty(shape, dtype=x.dtype, device=x.device)
+                if axis == d - 1
+                else self._scratch.get(axis, shape, x)
+            )
             if self.bc == "dirichlet":
                 _ax(out, axis, slice(1, None, 2)).copy_(x)
                 torch.add(
@@ -96,6 +148,36 @@ class Interpolation(nn.Module):
                 _ax(out, axis, slice(1, None, 2)).mul_(0.5)
             x = out
         return x
+
+    def _accumulate_last(self, u: Tensor, x: Tensor) -> Tensor:
+        """u += (1D interpolation of x along the last axis), in place."""
+        axis = len(self.fine_shape) - 1
+        n, m = self.fine_shape[-1], x.shape[-1]
+        if self.bc == "dirichlet":
+            _ax(u, axis, slice(1, None, 2)).add_(x)  # coarse nodes: weight 1
+            if m > 1:  # between two coarse nodes: weights 1/2, 1/2
+                shape = list(x.shape)
+                shape[-1] = m - 1
+                mid = self._scratch.get(-1, shape, x)
+                torch.add(_ax(x, axis, slice(0, -1)), _ax(x, axis, slice(1, None)), out=mid)
+                _ax(u, axis, slice(2, n - 1, 2)).add_(mid, alpha=0.5)
+            _ax(u, axis, slice(0, 1)).add_(_ax(x, axis, slice(0, 1)), alpha=0.5)
+            _ax(u, axis, slice(n - 1, n)).add_(_ax(x, axis, slice(m - 1, m)), alpha=0.5)
+        else:
+            _ax(u, axis, slice(0, None, 2)).add_(x)
+            mid = self._scratch.get(-1, list(x.shape), x)
+            torch.add(
+                _ax(x, axis, slice(0, m - 1)),
+                _ax(x, axis, slice(1, m)),
+                out=_ax(mid, axis, slice(0, m - 1)),
+            )
+            torch.add(
+                _ax(x, axis, slice(m - 1, m)),
+                _ax(x, axis, slice(0, 1)),
+                out=_ax(mid, axis, slice(m - 1, m)),
+            )
+            _ax(u, axis, slice(1, None, 2)).add_(mid, alpha=0.5)
+        return u
 
     def extra_repr(self) -> str:
         return f"linear interpolation, fine_shape={self.fine_shape}, bc={self.bc}"
