@@ -89,7 +89,9 @@ class StencilOperator(nn.Module):
     ``forward(u)`` returns a fresh tensor A u. ``residual(u, f)`` returns f - A u in one
     fused sequence of in-place operations; the cycle of :mod:`mgnet.core` uses it when
     present. With ``workspace=True`` (set by solvers on their own copies) ``residual``
-    writes into a buffer that its next call overwrites, so the hot path allocates nothing.
+    writes into a buffer that its next call overwrites, so the hot path allocates nothing,
+    and it keeps the sliced views of its last few iterates u (which pins those tensors),
+    so that a small grid does not pay for building a dozen views on every call.
     """
 
     def __init__(
@@ -110,6 +112,7 @@ class StencilOperator(nn.Module):
         self.rediscretize = rediscretize
         self.workspace = False
         self._ws: dict = {}
+        self._plans: dict = {}
         self.offsets: list[tuple[int, ...]] = []
         self._scalar: dict[int, float] = {}
         periodic = bc == "periodic"
@@ -165,6 +168,42 @@ class StencilOperator(nn.Module):
             )
 
     # ----------------------------------------------------------------- application
+    def _apply(self, fn, recurse: bool = True):  # .to(), .double(), ...: drop cached views
+        self._ws, self._plans = {}, {}
+        return super()._apply(fn, recurse)
+
+    def _terms(self, out: Tensor, u: Tensor) -> list[tuple]:
+        """(out view, u view, coefficient view or None, -c or None) per off-centre piece."""
+        terms = []
+        for k in range(len(self.offsets)):
+            if k == self._center:
+                continue
+            c = self.coefficient(k)
+            for dst, src in self._pieces[k]:
+                if isinstance(c, Tensor):
+                    terms.append((out[dst], u[src], c[dst[2:]], None))
+                else:
+                    terms.append((out[dst], u[src], None, -c))
+        return terms
+
+    def _subtract_off_centre(self, out: Tensor, u: Tensor) -> None:
+        """out -= (A - D) u; in workspace mode the views are reused for the same (out, u)."""
+        if not self.workspace:
+            terms = self._terms(out, u)
+        else:
+            key = (id(u), u.data_ptr(), id(out), out.data_ptr())
+            hit = self._plans.get(key)
+            if hit is None:
+                if len(self._plans) >= 4:  # keep the latest iterates only
+                    self._plans.pop(next(iter(self._plans)))
+                hit = self._plans[key] = (u, out, self._terms(out, u))
+            terms = hit[2]
+        for o, v, c, alpha in terms:
+            if c is None:
+                o.add_(v, alpha=alpha)
+            else:
+                o.addcmul_(c, v, value=-1.0)
+
     def _accumulate(self, out: Tensor, u: Tensor, sign: float, skip_center: bool) -> None:
         for k in range(len(self.offsets)):
             if skip_center and k == self._center:
@@ -199,7 +238,7 @@ class StencilOperator(nn.Module):
             torch.addcmul(f, c, u, value=-1.0, out=out)
         else:
             torch.add(f, u, alpha=-c, out=out)
-        self._accumulate(out, u, -1.0, skip_center=True)
+        self._subtract_off_centre(out, u)
         return out
 
     # ------------------------------------------------------------------ conversions
