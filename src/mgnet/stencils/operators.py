@@ -90,8 +90,9 @@ class StencilOperator(nn.Module):
     fused sequence of in-place operations; the cycle of :mod:`mgnet.core` uses it when
     present. With ``workspace=True`` (set by solvers on their own copies) ``residual``
     writes into a buffer that its next call overwrites, so the hot path allocates nothing,
-    and it keeps the sliced views of its last few iterates u (which pins those tensors),
-    so that a small grid does not pay for building a dozen views on every call.
+    and on grids of up to 65536 numbers it keeps the sliced views of its last four
+    iterates u (which pins those tensors), so that a small grid does not pay for building
+    a dozen views on every call.
     """
 
     def __init__(
@@ -188,7 +189,7 @@ class StencilOperator(nn.Module):
 
     def _subtract_off_centre(self, out: Tensor, u: Tensor) -> None:
         """out -= (A - D) u; in workspace mode the views are reused for the same (out, u)."""
-        if not self.workspace:
+        if not self.workspace or u.numel() > 65536:  # views are cheap next to big grids
             terms = self._terms(out, u)
         else:
             key = (id(u), u.data_ptr(), id(out), out.data_ptr())

@@ -39,6 +39,10 @@ def _ax(t: Tensor, axis: int, s: slice) -> Tensor:
     return t[(slice(None),) * (axis + 2) + (s,)]
 
 
+def _ax_fresh(t: Tensor, axis: int, start: int, stop: int | None, step: int | None = None):
+    return t[(slice(None),) * (axis + 2) + (slice(start, stop, step),)]
+
+
 class _Scratch:
     """Private buffers for the intermediate results of a tensor-product transfer.
 
@@ -49,6 +53,7 @@ class _Scratch:
 
     def __init__(self) -> None:
         self.buffers: dict = {}
+        self.views: dict = {}
 
     def get(self, slot: int, shape: list[int], like: Tensor) -> Tensor:
         if like.requires_grad and torch.is_grad_enabled():
@@ -58,6 +63,21 @@ class _Scratch:
         if buf is None:
             buf = self.buffers[key] = torch.empty(shape, dtype=like.dtype, device=like.device)
         return buf
+
+    def view(self, t: Tensor, axis: int, start: int, stop: int | None, step: int | None = None):
+        """t[..., start:stop:step, ...] along grid axis ``axis``. On a small tensor (where
+        building a view costs more than the arithmetic) and without autograd the view is
+        kept for the next call on the same tensor; the cache holds at most 64 views of at
+        most 16384 numbers each, which keeps those tensors alive until it is cleared."""
+        if t.numel() > 16384 or (t.requires_grad and torch.is_grad_enabled()):
+            return _ax(t, axis, slice(start, stop, step))
+        key = (id(t), t.data_ptr(), axis, start, stop, step)
+        v = self.views.get(key)
+        if v is None:
+            if len(self.views) >= 64:
+                self.views.clear()
+            v = self.views[key] = _ax(t, axis, slice(start, stop, step))
+        return v
 
 
 class FullWeighting(nn.Module):
@@ -72,6 +92,7 @@ class FullWeighting(nn.Module):
         self._scratch = _Scratch()
 
     def forward(self, x: Tensor) -> Tensor:
+        ax = self._scratch.view
         # one 1D pass (1, 2, 1) per axis, finest axis last (on the smallest array); the
         # factor 1/4 per axis is applied once, as 1/4^d, to the coarse result
         d = len(self.fine_shape)
@@ -87,12 +108,12 @@ class FullWeighting(nn.Module):
                 else self._scratch.get(axis, shape, x)
             )
             if self.bc == "dirichlet":
-                torch.add(_ax(x, axis, slice(0, -2, 2)), _ax(x, axis, slice(2, None, 2)), out=out)
-                out.add_(_ax(x, axis, slice(1, -1, 2)), alpha=2.0)
+                torch.add(ax(x, axis, 0, -2, 2), ax(x, axis, 2, None, 2), out=out)
+                out.add_(ax(x, axis, 1, -1, 2), alpha=2.0)
             else:
-                odd = _ax(x, axis, slice(1, None, 2))
+                odd = ax(x, axis, 1, None, 2)
                 torch.add(odd, odd.roll(1, dims=axis + 2), out=out)
-                out.add_(_ax(x, axis, slice(0, None, 2)), alpha=2.0)
+                out.add_(ax(x, axis, 0, None, 2), alpha=2.0)
             x = out
         return x.mul_(0.25**d)
 
@@ -121,6 +142,7 @@ class Interpolation(nn.Module):
         return self._interpolate(x, u)
 
     def _interpolate(self, x: Tensor, target: Tensor | None) -> Tensor:
+        ax = self._scratch.view
         d = len(self.fine_shape)
         for axis, n in enumerate(self.fine_shape):
             shape = list(x.shape)
@@ -132,51 +154,54 @@ class Interpolation(nn.Module):
                 if axis == d - 1
                 else self._scratch.get(axis, shape, x)
             )
+            # views of a scratch buffer are reused, those of the fresh result are not
+            ao = ax if axis < d - 1 else _ax_fresh
             if self.bc == "dirichlet":
-                _ax(out, axis, slice(1, None, 2)).copy_(x)
+                ao(out, axis, 1, None, 2).copy_(x)
                 torch.add(
-                    _ax(x, axis, slice(0, -1)),
-                    _ax(x, axis, slice(1, None)),
-                    out=_ax(out, axis, slice(2, -1, 2)),
+                    ax(x, axis, 0, -1),
+                    ax(x, axis, 1, None),
+                    out=ao(out, axis, 2, -1, 2),
                 )
-                _ax(out, axis, slice(0, 1)).copy_(_ax(x, axis, slice(0, 1)))
-                _ax(out, axis, slice(n - 1, n)).copy_(_ax(x, axis, slice(-1, None)))
-                _ax(out, axis, slice(0, None, 2)).mul_(0.5)
+                ao(out, axis, 0, 1).copy_(ax(x, axis, 0, 1))
+                ao(out, axis, n - 1, n).copy_(ax(x, axis, -1, None))
+                ao(out, axis, 0, None, 2).mul_(0.5)
             else:
-                _ax(out, axis, slice(0, None, 2)).copy_(x)
-                torch.add(x, x.roll(-1, dims=axis + 2), out=_ax(out, axis, slice(1, None, 2)))
-                _ax(out, axis, slice(1, None, 2)).mul_(0.5)
+                ao(out, axis, 0, None, 2).copy_(x)
+                torch.add(x, x.roll(-1, dims=axis + 2), out=ao(out, axis, 1, None, 2))
+                ao(out, axis, 1, None, 2).mul_(0.5)
             x = out
         return x
 
     def _accumulate_last(self, u: Tensor, x: Tensor) -> Tensor:
         """u += (1D interpolation of x along the last axis), in place."""
+        ax = self._scratch.view
         axis = len(self.fine_shape) - 1
         n, m = self.fine_shape[-1], x.shape[-1]
         if self.bc == "dirichlet":
-            _ax(u, axis, slice(1, None, 2)).add_(x)  # coarse nodes: weight 1
+            ax(u, axis, 1, None, 2).add_(x)  # coarse nodes: weight 1
             if m > 1:  # between two coarse nodes: weights 1/2, 1/2
                 shape = list(x.shape)
                 shape[-1] = m - 1
                 mid = self._scratch.get(-1, shape, x)
-                torch.add(_ax(x, axis, slice(0, -1)), _ax(x, axis, slice(1, None)), out=mid)
-                _ax(u, axis, slice(2, n - 1, 2)).add_(mid, alpha=0.5)
-            _ax(u, axis, slice(0, 1)).add_(_ax(x, axis, slice(0, 1)), alpha=0.5)
-            _ax(u, axis, slice(n - 1, n)).add_(_ax(x, axis, slice(m - 1, m)), alpha=0.5)
+                torch.add(ax(x, axis, 0, -1), ax(x, axis, 1, None), out=mid)
+                ax(u, axis, 2, n - 1, 2).add_(mid, alpha=0.5)
+            ax(u, axis, 0, 1).add_(ax(x, axis, 0, 1), alpha=0.5)
+            ax(u, axis, n - 1, n).add_(ax(x, axis, m - 1, m), alpha=0.5)
         else:
-            _ax(u, axis, slice(0, None, 2)).add_(x)
+            ax(u, axis, 0, None, 2).add_(x)
             mid = self._scratch.get(-1, list(x.shape), x)
             torch.add(
-                _ax(x, axis, slice(0, m - 1)),
-                _ax(x, axis, slice(1, m)),
-                out=_ax(mid, axis, slice(0, m - 1)),
+                ax(x, axis, 0, m - 1),
+                ax(x, axis, 1, m),
+                out=ax(mid, axis, 0, m - 1),
             )
             torch.add(
-                _ax(x, axis, slice(m - 1, m)),
-                _ax(x, axis, slice(0, 1)),
-                out=_ax(mid, axis, slice(m - 1, m)),
+                ax(x, axis, m - 1, m),
+                ax(x, axis, 0, 1),
+                out=ax(mid, axis, m - 1, m),
             )
-            _ax(u, axis, slice(1, None, 2)).add_(mid, alpha=0.5)
+            ax(u, axis, 1, None, 2).add_(mid, alpha=0.5)
         return u
 
     def extra_repr(self) -> str:
