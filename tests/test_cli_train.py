@@ -149,3 +149,28 @@ def test_demo_prints_both_models_side_by_side(capsys, tmp_path):
             ],
             abs=0.006,
         )
+
+
+def test_ctrl_c_writes_a_checkpoint_and_exits_130(tmp_path):
+    """A real SIGINT to a running `mgnet train`: checkpoint first, then exit status 130."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "mgnet.cli", "train", *TINY, "--epochs", "200", "-o", str(out)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    metrics = out / "metrics.jsonl"
+    deadline = time.monotonic() + 120
+    while not (metrics.exists() and metrics.read_text().strip()):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert "interrupted at epoch" in stdout and "--resume" in stdout
+    assert stderr.strip().splitlines()[-1] == "mgnet: interrupted"
+    state = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert state["epoch"] >= 1 and state["epoch"] < 200
+    assert state["partial"] is not None and state["partial"]["step"] >= 1

@@ -7,7 +7,7 @@ Files in ``cfg.output_dir`` (written by rank 0 only):
 * ``config.json``: the resolved :class:`TrainConfig`;
 * ``metrics.jsonl``: one JSON line per epoch (loss, accuracy, val accuracy, lr, images/s);
 * ``checkpoint.pt``: the latest state, rewritten atomically after every epoch and on Ctrl-C;
-* ``best.pt``: the weights with the best validation accuracy so far;
+* ``best.pt``: the weights with the best validation accuracy so far (ties: the later epoch);
 * ``results.json``: test accuracy of the best-validation model, parameter count, wall time.
 
 Accuracies are in percent. Data order is a function of (seed, epoch) and every random
@@ -507,7 +507,8 @@ def _train(
             # validate, log, keep the best model (chosen on the validation split only)
             loss_sum, correct, seen = all_reduce_sum(sums.to(device), dist_info).tolist()
             val = evaluate(net, val_loader, device, cfg.amp, cfg.channels_last, dist_info)
-            is_best = val["accuracy"] > best["val_accuracy"]
+            # ties go to the later epoch: as good on val, and trained longer at a lower lr
+            is_best = val["accuracy"] >= best["val_accuracy"]
             if is_best:
                 best = {"val_accuracy": val["accuracy"], "epoch": epoch + 1}
             row = {
