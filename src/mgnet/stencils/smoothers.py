@@ -119,9 +119,8 @@ class ColoredJacobi(nn.Module):
 
 # Below this many grid nodes the masked step is as fast (the grid sits in cache, and the
 # colour step's extra Python costs more than the work it saves); measured on one CPU core:
-# 1023^2 5.3 vs 7.3 ms per step, 511^2 about equal, 255^2 0.22 vs 0.17 ms, and at 2047^2
-# both are bound by memory bandwidth (about 38 ms).
-_COLOUR_STEP_MIN = 2**18
+# 1023^2 5.3 vs 7.3 ms per step, 511^2 1.5-1.6 vs 1.7-2.0 ms, 255^2 0.22 vs 0.17 ms.
+_COLOUR_STEP_MIN = 2**17
 
 
 def _colour_step(A: nn.Module, u: Tensor, f: Tensor, p: int, scratch: dict) -> bool:
