@@ -13,6 +13,9 @@
   and the same cycle is the Full Approximation Scheme with Newton smoothers.
 
 There is no second cycle here: every down- and up-sweep runs in ``mgnet.core.cycle``.
+The solver owns its iterate, so it runs that cycle with ``inplace=True``: under
+``torch.no_grad`` the steps, the red-black smoothers (``update_``) and the interpolation
+(``add_to``) overwrite the iterate instead of allocating a grid-sized tensor per step.
 """
 
 from __future__ import annotations
@@ -259,6 +262,14 @@ class MultigridSolver:
             raise ValueError(f"{name}: expected a floating-point tensor, got {f.dtype}")
         return f, grid
 
+    def _release(self) -> None:
+        """Let the operators drop the views of this call's iterates (they keep them alive)."""
+        for op in self.ops:
+            if isinstance(op, StencilOperator):
+                op.release()
+        if isinstance(self.A64, StencilOperator):
+            self.A64.release()
+
     @staticmethod
     def _norm(x: Tensor) -> Tensor:
         return x.flatten(1).norm(dim=1).double()
@@ -335,6 +346,7 @@ class MultigridSolver:
         if x is None:
             x = torch.zeros_like(f)
         x = x.clone()
+        self._release()
         return x.reshape(self.shape) if grid else x
 
     def convergence_factor(self, history: Sequence[float] | None = None) -> float:
@@ -368,6 +380,7 @@ class MultigridSolver:
             for _ in range(cycles):
                 u = self.cycle.visit(l, u, fs[l], cycle, inplace=True)
         u = u.clone()
+        self._release()
         if self.precision == "mixed":
             u = u.double()
         return u.reshape(self.shape) if grid else u
@@ -451,6 +464,7 @@ class MultigridSolver:
         self.history = history
         if residuals is not None:
             residuals.extend(history)
+        self._release()
         return x.reshape(self.shape) if grid else x
 
     # ------------------------------------------------------------------------ SciPy

@@ -89,8 +89,7 @@ class ColoredJacobi(nn.Module):
     """B = M D^-1: a Jacobi step on the nodes of one colour (M is a 0/1 mask).
 
     ``parity`` (0 or 1, set by :func:`red_black`) says that M is the red (0) or black (1)
-    colouring, (i_1 + ... + i_d) mod 2 = parity; :meth:`update_` then touches only the
-    nodes of that colour where it can (see :func:`_colour_step`).
+    colouring, (i_1 + ... + i_d) mod 2 = parity, which lets :meth:`update_` work in blocks.
     """
 
     def __init__(
@@ -102,100 +101,28 @@ class ColoredJacobi(nn.Module):
         scale = _inv_diag(A)
         scale = torch.as_tensor(scale, dtype=torch.float64)
         self.register_buffer("scale", torch.where(mask, scale, torch.zeros((), dtype=scale.dtype)))
-        self._half: dict = {}
 
     def forward(self, r: Tensor) -> Tensor:
         return r * self.scale
 
     def update_(self, A: nn.Module, u: Tensor, f: Tensor) -> Tensor:
-        """u <- u + M D^-1 (f - A u), in place: the cycle's step with this B, fused."""
-        if self.parity is not None and _colour_step(A, u, f, self.parity, self._half):
-            return u
+        """u <- u + M D^-1 (f - A u), in place: the cycle's step with this B, fused.
+
+        For a red-black colour and a stencil with axis neighbours only, the nodes this
+        step changes are coupled only to nodes it leaves alone, so the residual and the
+        update can run block by block while a block is in cache
+        (:meth:`~mgnet.stencils.StencilOperator.masked_update_`)."""
+        if (
+            self.parity is not None
+            and isinstance(A, StencilOperator)
+            and A.axis_neighbours
+            and u.shape == f.shape
+        ):
+            return A.masked_update_(u, f, self.scale)
         return u.addcmul_(_residual(A, u, f), self.scale)
 
     def extra_repr(self) -> str:
         return f"B = M_{self.color} D^-1"
-
-
-# Below this many grid nodes the masked step is as fast (the grid sits in cache, and the
-# colour step's extra Python costs more than the work it saves); measured on one CPU core:
-# 1023^2 5.3 vs 7.3 ms per step, 511^2 1.5-1.6 vs 1.7-2.0 ms, 255^2 0.22 vs 0.17 ms.
-_COLOUR_STEP_MIN = 2**17
-
-
-def _colour_step(A: nn.Module, u: Tensor, f: Tensor, p: int, scratch: dict) -> bool:
-    """u <- u + M_p D^-1 (f - A u) on the nodes of colour p only; False where it does not
-    apply (then nothing was written).
-
-    It applies to a constant stencil with only the centre and the +-1 neighbours along the
-    axes (3-point 1D, 5-point 2D: the Laplacian, anisotropic diffusion, + c) on a Dirichlet
-    grid of at least ``_COLOUR_STEP_MIN`` nodes whose last size is odd (and >= 3), with
-    contiguous u and f. Then the flat (C-order) index k = i n_1 + j has
-    k = i + j (mod 2), so the nodes of colour p are the flat indices
-    p, p + 2, p + 4, ...: one stride-2 view. Their neighbours are all of the other colour,
-    which the step does not change, so at a node of colour p
-
-        u + (f - c_0 u - sum_o c_o u_o) / c_0 = (f - sum_o c_o u_o) / c_0,
-
-    computed into a buffer of half the grid and copied into u's colour-p view; the nodes
-    of the other colour keep their values, as the 0 of M says. A neighbour at flat offset
-    +-1 across the end of a row is not a neighbour; its term is taken back out.
-    """
-    if not (
-        isinstance(A, StencilOperator)
-        and A.unknowns >= _COLOUR_STEP_MIN
-        and A.bc == "dirichlet"
-        and A.dim in (1, 2)
-        and A.shape[-1] % 2 == 1
-        and A.shape[-1] >= 3
-        and A.is_constant
-        and u.is_contiguous()
-        and f.is_contiguous()
-        and u.shape == f.shape
-        and u.dim() == A.dim + 2
-        and tuple(u.shape[2:]) == A.shape
-    ):
-        return False
-    n0, n1 = (1, A.shape[0]) if A.dim == 1 else A.shape
-    coef = {}
-    for k, o in enumerate(A.offsets):
-        o2 = (0, *o) if A.dim == 1 else o
-        if o2 == (0, 0):
-            c0 = A.coefficient(k)
-        elif o2 in ((0, 1), (0, -1), (1, 0), (-1, 0)):
-            coef[o2[0] * n1 + o2[1]] = A.coefficient(k)  # flat offset -> c_o
-        else:
-            return False
-    N = n0 * n1
-    batch = u.shape[0] * u.shape[1]
-    uf, ff = u.view(batch, N), f.view(batch, N)
-    q = 1 - p
-    mine, other = uf[:, p::2], uf[:, q::2]
-    Mp, Mq = mine.shape[1], other.shape[1]
-    key = (batch, Mp, u.dtype, u.device)
-    t = scratch.get(key)
-    if t is None:
-        t = scratch[key] = torch.empty(batch, Mp, dtype=u.dtype, device=u.device)
-    torch.mul(ff[:, p::2], 1.0 / c0, out=t)
-    for delta, c in coef.items():
-        s = (p - q + delta) // 2  # node 2m + p has its neighbour at 2(m + s) + q
-        lo, hi = max(0, -s), min(Mp, Mq - s)
-        if hi > lo:
-            t[:, lo:hi].add_(other[:, lo + s : hi + s], alpha=-c / c0)
-    u2 = u.view(batch, n0, n1)
-    if 1 in coef and n0 > 1:  # (i, n1 - 1) took (i + 1, 0): rows i = p, p + 2, ...
-        rows = (n0 - 2 - p) // 2 + 1 if n0 - 2 >= p else 0
-        m0 = (p * n1 + n1 - 1 - p) // 2
-        t[:, m0 : m0 + rows * n1 : n1].add_(u2[:, p + 1 :: 2, 0][:, :rows], alpha=coef[1] / c0)
-    if -1 in coef and n0 > 1:  # (i, 0) took (i - 1, n1 - 1): rows i = p or 2, then + 2
-        first = p if p >= 1 else 2
-        rows = (n0 - 1 - first) // 2 + 1 if n0 - 1 >= first else 0
-        m0 = (first * n1 - p) // 2
-        t[:, m0 : m0 + rows * n1 : n1].add_(
-            u2[:, first - 1 :: 2, n1 - 1][:, :rows], alpha=coef[-1] / c0
-        )
-    mine.copy_(t)
-    return True
 
 
 def _parity(shape: tuple[int, ...]) -> Tensor:
