@@ -434,7 +434,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         help="train without the dataset's augmentation",
     )
     arg("--epochs", type=int, help=f"(default: {d.epochs})")
-    arg("-b", "--batch-size", type=int, help=f"(default: {d.batch_size})")
+    arg("-b", "--batch-size", type=int, help=f"per process (default: {d.batch_size})")
     arg("--lr", type=float, help=f"peak learning rate (default: {d.lr})")
     arg("--momentum", type=float, help=f"SGD momentum (default: {d.momentum})")
     arg(
@@ -456,7 +456,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     arg("--channels-last", action="store_true", default=None, help="NHWC memory format")
     arg("-j", "--workers", type=int, help=f"DataLoader worker processes (default: {d.workers})")
     arg("--loader", choices=LOADERS, help=f"in-memory sets on the device (default: {d.loader})")
-    arg("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
+    arg("--threads", type=int, help=f"CPU threads, 0: torch's choice (default: {d.threads})")
     arg("-o", "--output-dir", help="run directory (default: a fresh runs/train/<data>-<model>[-N])")
     arg(
         "--no-progress",
@@ -517,7 +517,7 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--seed", type=int, default=0, help="(default: 0)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    p.add_argument("--threads", type=int, default=0, help="CPU threads (default: torch's)")
+    p.add_argument("--threads", type=int, default=1, help="CPU threads, 0: torch's (default: 1)")
     p.add_argument(
         "-o", "--output-dir", help="keep the runs here (default: a temporary folder, removed after)"
     )

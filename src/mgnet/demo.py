@@ -58,7 +58,7 @@ def run_demo(
     baseline: str = DEMO_MODELS[1],
     seed: int = 0,
     device: str = "auto",
-    threads: int = 0,
+    threads: int = 1,
     output_dir: str | Path | None = None,
 ) -> dict[str, Any]:
     """Run every part of the demo; returns ``{"classify": [results, ...], ...}``.
@@ -78,7 +78,8 @@ def run_demo(
         print(
             f"== part 1: MgNet vs {baseline} on the 8x8 digits, same recipe: "
             f"{cfg.epochs} epochs, {cfg.optimizer} lr {cfg.lr} {cfg.lr_scheduler}, "
-            f"batch {cfg.batch_size}, wd {cfg.weight_decay}, seed {cfg.seed} ==",
+            f"batch {cfg.batch_size}, wd {cfg.weight_decay}, "
+            f"label smoothing {cfg.label_smoothing}, seed {cfg.seed} ==",
             flush=True,
         )
         rows = classify_digits((DEMO_MODELS[0], baseline), root / "classify", **recipe)

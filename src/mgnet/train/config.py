@@ -61,7 +61,9 @@ class TrainConfig:
     fp16), ``channels_last``, ``workers`` (DataLoader processes), ``loader`` (auto |
     device | torch: whether an in-memory image set is served batch-wise from the device by
     :class:`~mgnet.data.device_loader.DeviceLoader`; auto does so on CUDA), ``threads`` (CPU threads
-    of torch's intra-op pool; 0 keeps torch's default), ``output_dir``,
+    of torch's intra-op pool during the run; 0 keeps torch's default; the default 1 suits
+    the small models here, which gain little from more threads, and stays fast when the
+    cores are shared, where a full thread pool stalls), ``output_dir``,
     ``progress`` (progress bar on a terminal).
     """
 
@@ -82,14 +84,14 @@ class TrainConfig:
     lr_step_size: int = 10
     lr_gamma: float = 0.1
     warmup_epochs: int = 0
-    label_smoothing: float = 0.0
+    label_smoothing: float = 0.1
     seed: int = 0
     device: str = "auto"
     amp: str = "none"
     channels_last: bool = False
     workers: int = 0
     loader: str = "auto"
-    threads: int = 0
+    threads: int = 1
     output_dir: str = "runs/train"
     progress: bool = True
 
