@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 import torch
@@ -133,10 +134,17 @@ def test_demo_prints_both_models_side_by_side(capsys, tmp_path):
             "1",
             "-o",
             str(tmp_path),
+            "--poisson-n",
+            "127",
         ]
     )
     out = capsys.readouterr().out
     assert code == 0
+    # part 2: the same cycle solves 2D Poisson; its factor is the red-black V(1,1) one
+    poisson = re.search(r"mgnet: +(\d+) cycles, factor ([0-9.]+)", out)
+    assert poisson is not None, out
+    assert int(poisson.group(1)) <= 12 and float(poisson.group(2)) <= 0.2
+    assert "PyAMG (RS)" in out
     table = out[out.index("\nmodel ") + 1 :].splitlines()
     assert table[0].split()[:3] == ["model", "parameters", "test"]
     assert table[1].split()[:2] == ["mgnet_digits", "575,594"]
