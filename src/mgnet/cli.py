@@ -115,6 +115,9 @@ def _add_solve(sub: argparse._SubParsersAction) -> None:
                    help="mixed: float32 cycles, float64 residuals (iterative refinement)")
     p.add_argument("--device", default=None, choices=["cpu", "cuda"],
                    help="default: cuda when available")
+    p.add_argument("--threads", type=int, default=0,
+                   help="CPU threads (default 0: torch's choice; 1 avoids slowdowns when "
+                   "other jobs share the cores)")
     p.add_argument("--json", action="store_true", help="print the figures as JSON")
     p.add_argument("--plot", default=None, metavar="OUT.png",
                    help="save the residual history and the solution as a PNG (matplotlib)")
@@ -143,6 +146,10 @@ def _run_solve(args: argparse.Namespace) -> int:
     from mgnet.multigrid import MultigridSolver, make_problem
 
     nu = _parse_nu(args.nu, args.smoother)
+    if args.threads < 0:
+        raise UserError(f"--threads: must be 0 (torch's choice) or positive, got {args.threads}")
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if args.tol <= 0:
         raise UserError(f"--tol: must be positive, got {args.tol}")
     if args.plot is not None and not args.plot.lower().endswith(".png"):

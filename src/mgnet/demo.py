@@ -14,6 +14,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from mgnet.multigrid import demo_poisson
 from mgnet.train import TrainConfig, train
 
@@ -96,7 +98,13 @@ def run_demo(
 
         # -- part 2: the same cycle, sigma = identity and fixed stencils, solves a PDE ----
         print("\n== part 2: the same MgNet cycle as a multigrid solver ==", flush=True)
-        results["poisson"] = demo_poisson(n=poisson_n)
+        default_threads = torch.get_num_threads()
+        if threads:
+            torch.set_num_threads(threads)
+        try:
+            results["poisson"] = demo_poisson(n=poisson_n)
+        finally:
+            torch.set_num_threads(default_threads)
 
     print(f"\ndemo finished in {time.perf_counter() - t0:.0f} s")
     return results
