@@ -18,40 +18,76 @@ Run (never two benchmarks at once on a small machine)::
     OPENBLAS_NUM_THREADS=1 python benchmarks/poisson_vs_pyamg.py --threads 1
     python benchmarks/poisson_vs_pyamg.py              # default threads
     python benchmarks/poisson_vs_pyamg.py --quick      # 255^2, 511^2 and 63^3 only
+    python benchmarks/poisson_vs_pyamg.py --threads 1 --sizes 1023,63x63x63
 
-Measured with ``--threads 1`` (2-core Xeon VM, float64, torch 2.14.1 CPU, PyAMG 5.4.1,
-SciPy 1.17.1). Other heavy jobs shared the machine during this run, so absolute times are
-inflated and noisy (PyAMG Ruge-Stuben at 1023^2 took 5.6 s here, about 1.4 s on a quiet
-machine); ratios come from the same run::
+Measured with ``--threads 1`` (2-core Xeon VM, 2 MiB L2 per core, float64, torch 2.14.1
+CPU, PyAMG 5.4.1, SciPy 1.17.1), one run; other jobs shared the machine (load about 1-2),
+so absolute times are noisy and the ratios, from the same run, are what to compare::
 
     grid        mgnet s  its  factor | RS s (x)      | SA s (x)       | spsolve s (x) | ns/unknown
-    255^2        0.063    9   0.125  | 0.194 (3.1)   | 0.406 (6.5)    | 0.381 (6.1)   |   964
-    511^2        0.161    9   0.125  | 0.588 (3.7)   | 2.657 (16.5)   | 4.086 (25.4)  |   616
-    1023^2       1.100    9   0.125  | 5.592 (5.1)   | 17.60 (16.0)   | 38.06 (34.6)  |  1051
-    2047^2       7.258    9   0.125  | 23.47 (3.2)   | 103.9 (14.3)   | skipped       |  1732
-    63^3         0.627   13   0.241  | 2.348 (3.7)   | 4.997 (8.0)    | skipped       |  2508
-    127^3        4.767   14   0.247  | 53.08 (11.1)  | 68.60 (14.4)   | skipped       |  2327
+    255^2        0.042    9   0.125  | 0.164 (3.9)   | 0.330 (7.9)    | 0.380 (9.1)   |   642
+    511^2        0.113    9   0.125  | 0.654 (5.8)   | 1.862 (16.4)   | 3.052 (27.0)  |   434
+    1023^2       0.449    9   0.125  | 2.743 (6.1)   | 12.46 (27.7)   | 20.47 (45.5)  |   429
+    2047^2       2.215    9   0.125  | 12.49 (5.6)   | 63.18 (28.5)   | skipped       |   529
+    63^3         0.311   13   0.241  | 1.413 (4.5)   | 2.485 (8.0)    | skipped       |  1245
+    127^3        1.618   14   0.247  | 26.20 (16.2)  | 33.16 (20.5)   | skipped       |   790
 
     FMG (2 V(1,1) per level) to 0.83-0.86x (2D) and 0.41-0.45x (3D) of the
-    discretization error: 0.09 s (255^2), 0.65 s (1023^2), 2.29 s (2047^2), 0.96 s (127^3).
-    One V(1,1) cycle is 6-21x slower than the copy-bandwidth bound (12.0 GB/s measured):
-    6.4x at 511^2, 17x at 1023^2, 21x at 2047^2, 17-18x in 3D.
+    discretization error: 0.03 s (255^2), 0.17 s (1023^2), 1.06 s (2047^2), 0.34 s (127^3).
+    One V(1,1) cycle against the copy-bandwidth bound (13.6 GB/s measured): 5.2x at 511^2,
+    5.0x at 1023^2, 6.9x at 2047^2, 5.0x (63^3) and 8.8x (127^3) in 3D.
 
-Against the targets: at 1023^2 5.1x faster than Ruge-Stuben (target 5x, met in this run
-only; 3.1-3.7x at the other 2D sizes), 16x faster than smoothed aggregation (target 20x,
-not met), and the time per unknown grows 2.8x from 511^2 to 2047^2 (target 1.5x, not
-met): the cycle is a sequence of separate in-place passes (one per stencil offset, plus
-one allocation per smoothing step for u + du), so large grids pay memory traffic and page
-faults that a fused kernel would not. Default-thread figures were not recorded.
+Against the targets: at 1023^2 6.1x faster than Ruge-Stuben (target 5x) and 27.7x faster
+than smoothed aggregation (target 20x); 2D time per unknown from 255^2 to 2047^2 within
+1.49x (target 1.5x; 255^2 is the slowest, where a V-cycle's ten levels cost more in
+Python per operation than in arithmetic, so this margin is thin and moves with the load).
 
-How stencils are applied (1023^2, float64, one thread, same machine):
+Before this round the same table read (a more heavily loaded run): 1023^2 1.10 s, 5.1x
+vs RS, 16x vs SA; ns/unknown 964, 616, 1051, 1732 (255^2 .. 2047^2), a 2.8x spread.
+Measured side by side in one session (solver only, CPU time, best of four):
+255^2 0.083 -> 0.060 s, 511^2 0.216 -> 0.109 s, 1023^2 0.783 -> 0.365 s, 2047^2
+3.33 -> 1.63 s. What helped, in the order it was done (1023^2 unless said):
+
+* In-place cycle: ``MgCycle(..., inplace=True)`` under ``torch.no_grad`` and without a
+  record lets the steps overwrite the iterate (``u.add_``), and a B with ``update_`` does
+  u <- u + B (f - A u) itself (residual in the operator's buffer, then one ``addcmul_``).
+  Fresh grid-sized tensors page-fault on every step; the V-cycle went from about 180 to
+  65 ms.
+* ``Interpolation.add_to`` (u += P e without a fine-grid temporary) and private scratch
+  buffers for the intermediate passes of R and P: u + P e 4.4-11 ms (allocating) ->
+  2.2-2.6 ms.
+* Red-black masks built once per level (they were built for pre- and post-smoothing
+  separately, with int64 index grids): setup 65 -> 20 ms (2047^2: 0.22 -> 0.05 s).
+* Cached views on small grids (stencil terms per iterate, R/P slices): building a view
+  costs about 5 us here, more than the arithmetic of a 15^2 grid; a 255^2 V-cycle went
+  from 6.8 to 3.2 ms.
+* Residuals in blocks of rows of about 64K numbers (512 KiB, so f, u and the residual
+  stay in L2 while the five passes run): per residual 2047^2 33 -> 23 ms, 1023^2
+  6.0 -> 5.0 ms, 511^2 1.4 -> 1.1 ms. Red-black steps on stencils with axis neighbours
+  only also update each block right after its residual (its own colour is coupled only
+  to the other one), which moves the update into the cache too: 3.7 -> 3.3 ms per step.
+
+What did not help:
+
+* Residual only at the red nodes by strided sub-lattices (two quarter-size stride-2
+  views in 2D): 7.5 ms per red step against 7.0 ms masked. Stride-2 views read every
+  cache line anyway, and PyTorch does not vectorize them.
+* A flat-parity colour step (for an odd row length the flat index has the parity of
+  i + j, so one colour is one stride-2 view and the step touches half the nodes): 28%
+  faster than the unblocked masked step at 1023^2, no faster at 2047^2 and slower below
+  255^2 (more Python per step); after blocking, the masked step matched it, so it went.
+* Flat 1D shifted views for the residual instead of 2D slices: 4.53 vs 4.47 ms.
+* ``torch.compile`` remains unused (see below): fused kernels would remove most of the
+  remaining gap to the bandwidth bound, but a cold compile costs 40+ s per grid size.
+
+How stencils are applied (1023^2, float64, one thread, same machine, earlier session):
 
 * ``torch.nn.functional.conv2d`` single channel: about 28 ms per 5-point application;
 * ``scipy.ndimage.correlate``: about 14 ms;
 * slicing with temporaries (``f - 4*u[c] + u[n] + ...``): about 37 ms, dominated by
   allocating (page-faulting) fresh 8 MB tensors;
 * slicing into a preallocated buffer with in-place fused multiply-adds (what
-  ``StencilOperator.residual`` does): about 6 ms;
+  ``StencilOperator.residual`` does): about 6 ms, 5 ms in blocks of rows;
 * ``torch.compile`` of the same expression: about 3 ms, but 40+ s to compile per grid
   size on a cold cache, so it is not used.
 """
@@ -117,9 +153,10 @@ def run_size(shape, args, bw):
     rows = [("mgnet V(1,1) RBGS", total, setup, its, rho)]
     # one V-cycle from the converged state: time per cycle and the bandwidth bound
     with torch.no_grad():
+        x = u.clone()  # the solver's own path: the cycle updates its iterate in place
         t = time.perf_counter()
         for _ in range(3):
-            ml.cycle(prob.f, u)
+            ml.cycle(prob.f, x, inplace=True)
         cycle_s = (time.perf_counter() - t) / 3
     # at least: 2 RB sweeps read u, f and write u (3 arrays each), residual + restriction
     # read u, f (2), interpolation + correction read and write u (2): 10 arrays of N
@@ -188,6 +225,11 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=0, help="torch/BLAS threads (0: default)")
     p.add_argument("--quick", action="store_true", help="only 255^2, 511^2 and 63^3")
     p.add_argument("--no-spsolve", action="store_true")
+    p.add_argument(
+        "--sizes",
+        default=None,
+        help="comma-separated grids to run instead, e.g. 1023,2047 (2D) or 63x63x63 (3D)",
+    )
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -199,6 +241,18 @@ def main() -> None:
     sizes = [(255, 255), (511, 511), (1023, 1023), (2047, 2047), (63,) * 3, (127,) * 3]
     if args.quick:
         sizes = [(255, 255), (511, 511), (63,) * 3]
+    if args.sizes:
+        try:
+            sizes = [
+                tuple(int(x) for x in s.split("x")) if "x" in s else (int(s),) * 2
+                for s in args.sizes.split(",")
+            ]
+        except ValueError:
+            p.error(f"--sizes: expected e.g. 255,1023 or 63x63x63, got {args.sizes!r}")
+        if any(len(s) not in (2, 3) or len(set(s)) != 1 for s in sizes):
+            p.error(
+                f"--sizes: grids must be square (n or nxn) or cubic (nxnxn), got {args.sizes!r}"
+            )
     results = [run_size(s, args, bw) for s in sizes]
     per = [r["per_unknown"] for r in results if len(r["shape"]) == 2]
     if len(per) > 1:
