@@ -457,6 +457,15 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     arg("--lr-gamma", type=float, help=f"factor per step of 'step' (default: {d.lr_gamma})")
     arg("--warmup-epochs", type=int, help=f"linear warm-up (default: {d.warmup_epochs})")
     arg("--label-smoothing", type=float, help=f"(default: {d.label_smoothing})")
+    arg("--mixup", type=float, metavar="ALPHA", help="mixup with Beta(ALPHA, ALPHA); 0: off")
+    arg("--cutmix", type=float, metavar="ALPHA", help="CutMix with Beta(ALPHA, ALPHA); 0: off")
+    arg(
+        "--model-ema",
+        action="store_true",
+        default=None,
+        help="validate, select and test an exponential moving average of the weights",
+    )
+    arg("--model-ema-decay", type=float, help=f"EMA decay per step (default: {d.model_ema_decay})")
     arg("--seed", type=int, help=f"(default: {d.seed})")
     arg("--device", help="auto, cpu, cuda or cuda:N (default: auto = cuda if available)")
     arg("--amp", choices=AMP_MODES, help=f"mixed precision (default: {d.amp})")
@@ -464,6 +473,13 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     arg("-j", "--workers", type=int, help=f"DataLoader worker processes (default: {d.workers})")
     arg("--loader", choices=LOADERS, help=f"in-memory sets on the device (default: {d.loader})")
     arg("--threads", type=int, help=f"CPU threads, 0: torch's choice (default: {d.threads})")
+    arg(
+        "--sync-bn",
+        action="store_true",
+        default=None,
+        help="under torchrun: BatchNorm statistics of the global batch (one process: no-op)",
+    )
+    arg("--compile", action="store_true", default=None, help="torch.compile the model")
     arg("-o", "--output-dir", help="run directory (default: a fresh runs/train/<data>-<model>[-N])")
     arg(
         "--no-progress",

@@ -2,7 +2,9 @@
 
 A checkpoint is a plain dict of tensors, numbers, strings, lists and dicts only, so the
 safe loader accepts it: ``model``, ``optimizer``, ``scheduler`` (state dicts), ``epoch``
-(epochs completed), ``rng`` (python, numpy, torch and CUDA generator states), ``config``
+(epochs completed), ``model_ema`` (the averaged weights, or None), ``num_classes``
+(the classes the model was built for; they can differ from the dataset table, e.g. for
+an image folder), ``rng`` (python, numpy, torch and CUDA generator states), ``config``
 (the :class:`~mgnet.train.config.TrainConfig` as a dict), ``best`` (best validation
 accuracy so far and its epoch), ``partial`` (where an interrupted epoch stopped, or None)
 and ``format`` (a tag that tells a checkpoint of this package from any other file).
@@ -11,9 +13,8 @@ and ``format`` (a tag that tells a checkpoint of this package from any other fil
 from __future__ import annotations
 
 import os
-import pickle
 import random
-import zipfile
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -63,25 +64,25 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint: no such file {str(path)!r}")
-    try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
-    except (
-        RuntimeError,
-        EOFError,
-        pickle.UnpicklingError,
-        zipfile.BadZipFile,
-        OSError,
-        ValueError,
-        AttributeError,
-        KeyError,
-        TypeError,
-    ) as e:
-        text = str(e).strip()
-        reason = f"{type(e).__name__}: {text.splitlines()[0]}" if text else type(e).__name__
+    # warnings are held back until the file has loaded: junk bytes can make the unpickler
+    # warn about a "protocol" before it fails, which would only clutter the one-line error
+    failure: Exception | None = None
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            state = torch.load(path, map_location=map_location, weights_only=True)
+        except Exception as e:  # junk bytes fail in many ways: struct.error, IndexError, ...
+            failure = e
+    if failure is not None:
+        text = str(failure).strip()
+        name = type(failure).__name__
+        reason = f"{name}: {text.splitlines()[0]}" if text else name
         raise CheckpointError(
             f"checkpoint: {str(path)!r} is truncated or not a checkpoint "
             f"of this package ({reason[:160]})"
         ) from None
+    for w in caught:
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(
             f"checkpoint: {str(path)!r} is not a checkpoint of this "

@@ -64,7 +64,9 @@ class TrainConfig:
     of torch's intra-op pool during the run; 0 keeps torch's default; the default 1 suits
     the small models here, which gain little from more threads, and stays fast when the
     cores are shared, where a full thread pool stalls), ``output_dir``,
-    ``progress`` (progress bar on a terminal).
+    ``progress`` (progress bar on a terminal), ``sync_bn`` (BatchNorm statistics over the
+    whole global batch under ``torchrun``; a no-op in a single process), ``compile``
+    (``torch.compile`` the model).
     """
 
     model: str = "mgnet_digits"
@@ -85,6 +87,10 @@ class TrainConfig:
     lr_gamma: float = 0.1
     warmup_epochs: int = 0
     label_smoothing: float = 0.1
+    mixup: float = 0.0
+    cutmix: float = 0.0
+    model_ema: bool = False
+    model_ema_decay: float = 0.999
     seed: int = 0
     device: str = "auto"
     amp: str = "none"
@@ -92,6 +98,8 @@ class TrainConfig:
     workers: int = 0
     loader: str = "auto"
     threads: int = 1
+    sync_bn: bool = False
+    compile: bool = False
     output_dir: str = "runs/train"
     progress: bool = True
 
@@ -124,6 +132,9 @@ class TrainConfig:
                 f"an integer in [0, epochs={self.epochs})",
             ),
             ("label_smoothing", 0 <= self.label_smoothing < 1, "a number in [0, 1)"),
+            ("mixup", self.mixup >= 0, "a number >= 0 (0: off)"),
+            ("cutmix", self.cutmix >= 0, "a number >= 0 (0: off)"),
+            ("model_ema_decay", 0 < self.model_ema_decay < 1, "a number in (0, 1)"),
             ("amp", self.amp in AMP_MODES, ", ".join(AMP_MODES)),
             (
                 "device",

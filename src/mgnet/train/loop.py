@@ -7,7 +7,8 @@ Files in ``cfg.output_dir`` (written by rank 0 only):
 * ``config.json``: the resolved :class:`TrainConfig`;
 * ``metrics.jsonl``: one JSON line per epoch (loss, accuracy, val accuracy, lr, images/s);
 * ``checkpoint.pt``: the latest state, rewritten atomically after every epoch and on Ctrl-C;
-* ``best.pt``: the weights with the best validation accuracy so far (ties: the later epoch);
+* ``best.pt``: the weights with the best validation accuracy so far (ties: the later epoch;
+  with ``model_ema`` these are the averaged weights, which are the ones validated);
 * ``results.json``: test accuracy of the best-validation model, parameter count, wall time.
 
 Accuracies are in percent. Data order is a function of (seed, epoch) and every random
@@ -46,8 +47,13 @@ from mgnet.train.distributed import (
     all_reduce_sum,
     barrier,
     close_distributed,
+    convert_sync_batchnorm,
+    dump_rank_state,
     init_distributed,
+    replica_max_diff,
 )
+from mgnet.train.ema import ModelEma
+from mgnet.train.mixing import mix_batch
 
 __all__ = [
     "train",
@@ -357,16 +363,28 @@ def _train(
     steps_per_epoch = len(train_loader)
 
     # -- model, loss, optimizer, schedule
-    model = build_model(cfg, splits.info, getattr(splits.train, "num_classes", None)).to(device)
+    # the classes actually present (an image folder has its own), not only the table's
+    num_classes = getattr(splits.train, "num_classes", None) or splits.info.num_classes
+    model = build_model(cfg, splits.info, num_classes).to(device)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
     _check_forward(model, val_loader, device, cfg.model)
     n_params = count_parameters(model)
+    if cfg.sync_bn and dist_info.enabled:
+        model = convert_sync_batchnorm(model, device)
+    elif cfg.sync_bn:
+        _log(dist_info, "sync_bn: one process, whose BatchNorm sees the whole batch already")
+    ema = ModelEma(model, cfg.model_ema_decay) if cfg.model_ema else None
     net = model
     if dist_info.enabled:
         net = nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None
         )
+    if cfg.compile:
+        net = torch.compile(net)
+    # what is validated, selected and tested: the weight average when there is one
+    eval_model = ema.module if ema is not None else model
+    eval_net = ema.module if ema is not None else net
     criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
     if cfg.optimizer == "sgd":
         optimizer = torch.optim.SGD(
@@ -387,6 +405,8 @@ def _train(
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         scaler.load_state_dict(state["scaler"])
+        if ema is not None:
+            ema.load_state_dict(state["model_ema"])
         set_rng_state(state["rng"])
         start_epoch, best, partial = state["epoch"], state["best"], state["partial"]
         elapsed = state["elapsed"]
@@ -423,6 +443,8 @@ def _train(
                     "optimizer": optimizer.state_dict(),
                     "scheduler": scheduler.state_dict(),
                     "scaler": scaler.state_dict(),
+                    "model_ema": ema.state_dict() if ema is not None else None,
+                    "num_classes": num_classes,
                     "epoch": epoch_done,
                     "partial": partial_state,
                     "best": best,
@@ -465,9 +487,12 @@ def _train(
                 )
                 for x, y in bar:
                     x, y = _to_device(x, y, device, cfg.channels_last)
+                    batch = mix_batch(
+                        x, y, cfg.mixup, cfg.cutmix, cfg.seed, epoch, step, dist_info.rank
+                    )
                     with _autocast(device, cfg.amp):
-                        logits = net(x)
-                        loss = criterion(logits.float(), y)
+                        logits = net(batch.x)
+                        loss = batch.loss(criterion, logits.float())
                     loss_value = all_reduce_sum(loss.detach(), dist_info).item()
                     if not math.isfinite(loss_value):
                         raise TrainingDiverged(
@@ -479,12 +504,14 @@ def _train(
                     scaler.scale(loss).backward()
                     scaler.step(optimizer)
                     scaler.update()
+                    if ema is not None:
+                        ema.update(model)
                     lr = optimizer.param_groups[0]["lr"]  # the lr this step used
                     scheduler.step()
                     step += 1
                     n = y.numel()
                     sums += torch.tensor(
-                        [loss.item() * n, (logits.argmax(1) == y).sum().item(), n],
+                        [loss.item() * n, (logits.argmax(1) == batch.y_main).sum().item(), n],
                         dtype=torch.float64,
                     )
                     bar.set_postfix(loss=f"{loss_value / dist_info.world_size:.3f}", refresh=False)
@@ -506,7 +533,7 @@ def _train(
 
             # validate, log, keep the best model (chosen on the validation split only)
             loss_sum, correct, seen = all_reduce_sum(sums.to(device), dist_info).tolist()
-            val = evaluate(net, val_loader, device, cfg.amp, cfg.channels_last, dist_info)
+            val = evaluate(eval_net, val_loader, device, cfg.amp, cfg.channels_last, dist_info)
             # ties go to the later epoch: as good on val, and trained longer at a lower lr
             is_best = val["accuracy"] >= best["val_accuracy"]
             if is_best:
@@ -528,7 +555,9 @@ def _train(
                 if is_best:
                     save_checkpoint(
                         {
-                            "model": model.state_dict(),
+                            "model": eval_model.state_dict(),
+                            "ema": ema is not None,
+                            "num_classes": num_classes,
                             "epoch": epoch + 1,
                             "val_accuracy": val["accuracy"],
                             "config": cfg.to_dict(),
@@ -544,11 +573,19 @@ def _train(
                 f"{row['images_per_s']:,.0f} img/s  {row['epoch_time_s']:.1f}s",
             )
 
+    # -- replicas: every process must end with the same weights (buffers such as BatchNorm
+    # running statistics are per process unless sync_bn)
+    param_diff = replica_max_diff(list(model.parameters()), dist_info)
+    buffer_diff = replica_max_diff(
+        [b for b in model.buffers() if b.dtype.is_floating_point], dist_info
+    )
+    dump_rank_state(model, dist_info)
+
     # -- test: the last weights, then the weights chosen on the validation split
-    last = evaluate(net, test_loader, device, cfg.amp, cfg.channels_last, dist_info)
+    last = evaluate(eval_net, test_loader, device, cfg.amp, cfg.channels_last, dist_info)
     barrier(dist_info)
-    model.load_state_dict(load_checkpoint(out / "best.pt", map_location=device)["model"])
-    test = evaluate(net, test_loader, device, cfg.amp, cfg.channels_last, dist_info)
+    eval_model.load_state_dict(load_checkpoint(out / "best.pt", map_location=device)["model"])
+    test = evaluate(eval_net, test_loader, device, cfg.amp, cfg.channels_last, dist_info)
     results = {
         "model": cfg.model,
         "data": cfg.data,
@@ -563,6 +600,9 @@ def _train(
         "wall_time_s": elapsed + time.perf_counter() - t_start,
         "device": device.type,
         "world_size": dist_info.world_size,
+        "replica_max_param_diff": param_diff,
+        "replica_max_buffer_diff": buffer_diff,
+        "model_ema": cfg.model_ema,
         "seed": cfg.seed,
     }
     if main:
@@ -583,10 +623,14 @@ def test_checkpoint(cfg: TrainConfig) -> dict:
     out = Path(cfg.output_dir)
     torch.manual_seed(cfg.seed)
     splits, _, _, test_loader = _loaders(cfg, DistInfo(), device)
-    model = build_model(cfg, splits.info, getattr(splits.train, "num_classes", None)).to(device)
     path = out / "best.pt" if (out / "best.pt").exists() else out / "checkpoint.pt"
     state = load_checkpoint(path, map_location=device)
-    model.load_state_dict(state["model"])
+    num_classes = state.get("num_classes") or getattr(splits.train, "num_classes", None)
+    model = build_model(cfg, splits.info, num_classes).to(device)
+    # best.pt holds the weights that were validated (the average with model_ema);
+    # checkpoint.pt holds both, and the average is what the run evaluates
+    ema_state = state.get("model_ema")
+    model.load_state_dict(ema_state["model"] if ema_state else state["model"])
     test = evaluate(model, test_loader, device, cfg.amp, cfg.channels_last)
     result = {
         "model": cfg.model,
