@@ -56,3 +56,11 @@ def test_flags_override_a_recipe_and_the_resolved_config_is_saved(tmp_path):
     saved = json.loads((run / "config.json").read_text())
     assert (saved["epochs"], saved["model"], saved["batch_size"]) == (1, "mgnet[1,1]-8", 8)
     assert (saved["lr"], saved["weight_decay"], saved["lr_step_size"]) == (0.1, 5e-4, 50)
+
+
+def test_fast_recipe_has_the_short_schedule_ingredients():
+    cfg = TrainConfig.from_dict(load_recipe(CONFIGS / "cifar10_fast.yaml"))
+    assert cfg.data == "cifar10" and cfg.lr_scheduler in ("onecycle", "cosine")
+    assert cfg.label_smoothing > 0 and cfg.model_ema and 0.99 <= cfg.model_ema_decay < 1
+    assert (cfg.amp, cfg.channels_last, cfg.loader) == ("bf16", True, "device")
+    assert "compile" in (CONFIGS / "cifar10_fast.yaml").read_text()

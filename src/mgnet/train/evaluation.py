@@ -1,0 +1,238 @@
+"""Evaluate a trained checkpoint on a dataset split: top-1 and top-5 accuracy, mean
+cross-entropy, and the confusion matrix (as JSON, and as a PNG when matplotlib is there).
+
+The model is rebuilt from the checkpoint's own config (model name, overrides, the data it
+was trained on, the number of classes it was built for) and checked against the data it
+is asked to evaluate: the channels and the number of classes must agree, and the images
+must be large enough for the model's levels; anything else is a one-line ``ValueError``.
+Weights: ``best.pt`` holds the validated ones (the weight average when the run kept one);
+from a ``checkpoint.pt`` the weight average is taken when there is one, as the run itself
+evaluates it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from mgnet.train.checkpoint import CheckpointError, load_checkpoint
+
+__all__ = ["EvalResult", "evaluate_checkpoint", "plot_confusion", "SPLITS"]
+
+SPLITS = ("test", "val")
+
+
+@dataclass
+class EvalResult:
+    """What :func:`evaluate_checkpoint` measured (accuracies in percent).
+
+    ``top5`` is the top-k accuracy with ``k = min(5, classes)`` (``topk`` says which k);
+    ``confusion[i][j]`` counts images of class i predicted as class j.
+    """
+
+    checkpoint: str
+    model: str
+    data: str
+    split: str
+    count: int
+    top1: float
+    top5: float
+    topk: int
+    loss: float
+    classes: list[str]
+    confusion: list[list[int]] = field(repr=False)
+    json_path: str | None = None
+    png_path: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _model_and_weights(path: Path, state: dict) -> tuple[nn.Module, Any, Any]:
+    from mgnet.data import dataset_info
+    from mgnet.train.config import TrainConfig
+    from mgnet.train.loop import build_model
+
+    if not isinstance(state.get("config"), dict) or not isinstance(state.get("model"), dict):
+        raise CheckpointError(
+            f"checkpoint: {str(path)!r} lacks the 'model' weights or the 'config' of a run"
+        )
+    try:
+        cfg = TrainConfig.from_dict(state["config"])
+    except ValueError as e:
+        raise CheckpointError(f"checkpoint: {str(path)!r} holds an invalid config ({e})") from None
+    info = dataset_info(cfg.data)
+    weights = state["model"]
+    ema = state.get("model_ema")
+    if isinstance(ema, dict) and isinstance(ema.get("model"), dict):
+        weights = ema["model"]
+    num_classes = state.get("num_classes")
+    if num_classes is None and "fc.weight" in weights:  # checkpoints older than the field
+        num_classes = int(weights["fc.weight"].shape[0])
+    model = build_model(cfg, info, num_classes)
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as e:
+        first = str(e).strip().splitlines()[0][:200]
+        raise CheckpointError(
+            f"checkpoint: weights of {str(path)!r} do not fit model {cfg.model!r} ({first})"
+        ) from None
+    return model, cfg, info
+
+
+@torch.no_grad()
+def evaluate_checkpoint(
+    checkpoint: str | Path,
+    data: str | None = None,
+    data_dir: str | None = None,
+    split: str = "test",
+    device: str = "auto",
+    batch_size: int = 256,
+    out: str | Path | None = None,
+    plot: bool = True,
+) -> EvalResult:
+    """Top-1/top-5 accuracy, loss and confusion matrix of a ``mgnet train`` checkpoint.
+
+    Args:
+        checkpoint: ``best.pt`` or ``checkpoint.pt`` of a run.
+        data: registered dataset (default: the one the model was trained on).
+        data_dir: its folder (default: the run's ``data_dir``).
+        split: ``test`` or ``val``.
+        device: auto | cpu | cuda | cuda:N.
+        batch_size: images per forward pass.
+        out: the JSON file to write (default: ``eval-<data>-<split>.json`` next to the
+            checkpoint); the PNG goes next to it with the suffix ``.png``.
+        plot: also draw the confusion matrix as a PNG (needs matplotlib).
+    """
+    from mgnet.data import get_dataset
+    from mgnet.train.loop import resolve_device
+
+    if split not in SPLITS:
+        raise ValueError(f"split: {split!r} is not accepted; expected {', '.join(SPLITS)}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size: must be a positive integer, got {batch_size}")
+    path = Path(checkpoint)
+    state = load_checkpoint(path, map_location="cpu")
+    model, cfg, trained_on = _model_and_weights(path, state)
+    name = data or cfg.data
+    splits = get_dataset(name, root=data_dir or cfg.data_dir, augment=False)
+    info = splits.info
+    dataset = splits.test if split == "test" else splits.val
+    num_classes = (
+        model.fc.out_features if isinstance(getattr(model, "fc", None), nn.Linear) else None
+    )
+    data_classes = getattr(dataset, "num_classes", None) or info.num_classes
+    if info.in_channels != trained_on.in_channels:
+        raise ValueError(
+            f"data: {name!r} has {info.in_channels} channel(s), the model of {str(path)!r} "
+            f"(trained on {cfg.data!r}) takes {trained_on.in_channels}"
+        )
+    if num_classes is not None and data_classes != num_classes:
+        raise ValueError(
+            f"data: {name!r} has {data_classes} classes, the model of {str(path)!r} "
+            f"(trained on {cfg.data!r}) predicts {num_classes}"
+        )
+    need = getattr(model, "min_input_size", 1)
+    if info.input_size < need:
+        raise ValueError(
+            f"data: {name!r} has {info.input_size}x{info.input_size} images, the model of "
+            f"{str(path)!r} needs at least {need}x{need}"
+        )
+    classes = [str(c) for c in getattr(dataset, "classes", None) or range(data_classes)]
+
+    dev = resolve_device(device)
+    model = model.to(dev).eval()
+    k = min(5, data_classes)
+    confusion = torch.zeros(data_classes, data_classes, dtype=torch.long)
+    loss_sum, top1, topk, count = 0.0, 0, 0, 0
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False)
+    for x, y in loader:
+        x, y = x.to(dev), y.to(dev)
+        logits = model(x).float()
+        loss_sum += float(nn.functional.cross_entropy(logits, y, reduction="sum"))
+        best = logits.topk(k, dim=1).indices
+        top1 += int((best[:, 0] == y).sum())
+        topk += int((best == y[:, None]).any(1).sum())
+        count += y.numel()
+        pairs = (y * data_classes + best[:, 0]).cpu()
+        confusion += torch.bincount(pairs, minlength=data_classes**2).view(
+            data_classes, data_classes
+        )
+    if count == 0:
+        raise ValueError(f"split: the {split!r} split of {name!r} holds no images")
+    result = EvalResult(
+        checkpoint=str(path),
+        model=cfg.model,
+        data=name,
+        split=split,
+        count=count,
+        top1=100.0 * top1 / count,
+        top5=100.0 * topk / count,
+        topk=k,
+        loss=loss_sum / count,
+        classes=classes,
+        confusion=confusion.tolist(),
+    )
+    json_path = Path(out) if out is not None else path.with_name(f"eval-{name}-{split}.json")
+    if json_path.suffix.lower() != ".json":
+        raise ValueError(f"out: expected a .json file name, got {str(json_path)!r}")
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    result.json_path = str(json_path)
+    if plot:
+        png_path = json_path.with_suffix(".png")
+        if plot_confusion(confusion, classes, png_path, title=_title(result)):
+            result.png_path = str(png_path)
+    json_path.write_text(json.dumps(result.to_dict(), indent=2) + "\n")
+    return result
+
+
+def _title(r: EvalResult) -> str:
+    return (
+        f"{r.model} on {r.data} {r.split} ({r.count} images): top-1 {r.top1:.2f} %, "
+        f"top-{r.topk} {r.top5:.2f} %"
+    )
+
+
+def plot_confusion(
+    confusion: torch.Tensor, classes: list[str], path: str | Path, title: str = ""
+) -> bool:
+    """Draw ``confusion`` (rows: true class, columns: predicted; colour: share of the row)
+    to ``path``; counts are written in the cells up to 20 classes. Returns False without
+    matplotlib."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    c = confusion.double()
+    share = c / c.sum(1, keepdim=True).clamp_min(1)
+    n = len(classes)
+    size = min(max(4.0, 0.45 * n + 2), 14.0)
+    fig, ax = plt.subplots(figsize=(size + 1, size))
+    im = ax.imshow(share.numpy(), cmap="Blues", vmin=0, vmax=1)
+    fig.colorbar(im, ax=ax, fraction=0.046, label="share of the true class")
+    if n <= 20:
+        ticks = list(range(n))
+        ax.set_xticks(ticks, classes, rotation=90 if n > 10 else 0)
+        ax.set_yticks(ticks, classes)
+        for i in range(n):
+            for j in range(n):
+                if confusion[i, j]:
+                    color = "white" if share[i, j] > 0.5 else "black"
+                    ax.text(j, i, int(confusion[i, j]), ha="center", va="center", color=color,
+                            fontsize=8)  # fmt: skip
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return True
