@@ -226,3 +226,8 @@ def test_imagefolder_model_has_the_folders_classes(tmp_path, capsys):
     capsys.readouterr()
     assert main(["train", "--resume", str(run), "--test-only"]) == 0
     assert "(6 images)" in capsys.readouterr().out
+    # export rebuilds the model with the folder's classes too
+    from mgnet.export import model_from_checkpoint
+
+    model, shape, _ = model_from_checkpoint(run / "best.pt")
+    assert model.fc.out_features == 3 and shape == (1, 3, 224, 224)

@@ -232,7 +232,7 @@ def model_from_checkpoint(path: str | os.PathLike) -> tuple[nn.Module, tuple[int
         raise ValueError(f"checkpoint: {str(path)!r} lacks the 'model' weights or the 'config'")
     cfg = TrainConfig.from_dict(state["config"])
     info = dataset_info(cfg.data)
-    model = build_model(cfg, info)
+    model = build_model(cfg, info, state.get("num_classes"))  # an image folder's own classes
     try:
         model.load_state_dict(state["model"])
     except RuntimeError as e:
