@@ -2,6 +2,8 @@
 
 from mgnet.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from mgnet.train.config import TrainConfig, load_recipe
+from mgnet.train.ema import ModelEma
+from mgnet.train.evaluation import EvalResult, evaluate_checkpoint
 from mgnet.train.loop import (
     TrainingDiverged,
     build_model,
@@ -15,10 +17,13 @@ from mgnet.train.loop import (
 
 __all__ = [
     "CheckpointError",
+    "EvalResult",
+    "ModelEma",
     "TrainConfig",
     "TrainingDiverged",
     "build_model",
     "evaluate",
+    "evaluate_checkpoint",
     "load_checkpoint",
     "load_recipe",
     "lr_multiplier",
