@@ -90,37 +90,57 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
 
 
-
 # ------------------------------------------------------------------------------ solve
 def _add_solve(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "solve", help="solve a model PDE with the MgNet cycle as a multigrid solver",
+        "solve",
+        help="solve a model PDE with the MgNet cycle as a multigrid solver",
         description="Solve a model problem with a manufactured exact solution by geometric "
         "multigrid on the MgNet cycle (sigma = identity; Pi = 0, or injection for the "
         "nonlinear problem, which is solved by FAS). Reports residuals and the error "
-        "against the exact solution.")
-    p.add_argument("--problem", default="poisson",
-                   choices=["poisson", "diffusion", "anisotropic", "nonlinear"])
+        "against the exact solution.",
+    )
+    p.add_argument(
+        "--problem", default="poisson", choices=["poisson", "diffusion", "anisotropic", "nonlinear"]
+    )
     p.add_argument("--dim", type=int, default=2, choices=[1, 2, 3])
-    p.add_argument("--n", type=int, default=255,
-                   help="interior nodes per axis; 2^k - 1 coarsens fully (default 255)")
+    p.add_argument(
+        "--n",
+        type=int,
+        default=255,
+        help="interior nodes per axis; 2^k - 1 coarsens fully (default 255)",
+    )
     p.add_argument("--cycle", default="V", choices=["V", "W", "F", "fmg", "pcg"])
     p.add_argument("--smoother", default="rbgs", choices=["jacobi", "rbgs", "chebyshev"])
-    p.add_argument("--nu", default=None,
-                   help="pre,post sweeps (default 1,1 for rbgs, 2,2 otherwise)")
+    p.add_argument(
+        "--nu", default=None, help="pre,post sweeps (default 1,1 for rbgs, 2,2 otherwise)"
+    )
     p.add_argument("--coarse", default="rediscretize", choices=["rediscretize", "galerkin"])
     p.add_argument("--tol", type=float, default=1e-8, help="relative residual (default 1e-8)")
     p.add_argument("--maxiter", type=int, default=100)
-    p.add_argument("--dtype", default="float64", choices=["float64", "float32", "mixed"],
-                   help="mixed: float32 cycles, float64 residuals (iterative refinement)")
-    p.add_argument("--device", default=None, choices=["cpu", "cuda"],
-                   help="default: cuda when available")
-    p.add_argument("--threads", type=int, default=0,
-                   help="CPU threads (default 0: torch's choice; 1 avoids slowdowns when "
-                   "other jobs share the cores)")
+    p.add_argument(
+        "--dtype",
+        default="float64",
+        choices=["float64", "float32", "mixed"],
+        help="mixed: float32 cycles, float64 residuals (iterative refinement)",
+    )
+    p.add_argument(
+        "--device", default=None, choices=["cpu", "cuda"], help="default: cuda when available"
+    )
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        help="CPU threads (default 0: torch's choice; 1 avoids slowdowns when "
+        "other jobs share the cores)",
+    )
     p.add_argument("--json", action="store_true", help="print the figures as JSON")
-    p.add_argument("--plot", default=None, metavar="OUT.png",
-                   help="save the residual history and the solution as a PNG (matplotlib)")
+    p.add_argument(
+        "--plot",
+        default=None,
+        metavar="OUT.png",
+        help="save the residual history and the solution as a PNG (matplotlib)",
+    )
     p.set_defaults(run=_run_solve)
 
 
@@ -156,8 +176,14 @@ def _run_solve(args: argparse.Namespace) -> int:
         raise UserError(f"--plot: expected a .png file name, got {args.plot!r}")
     prob = make_problem(args.problem, args.dim, args.n)
     t0 = time.perf_counter()
-    ml = MultigridSolver(prob.A, smoother=args.smoother, nu=nu, coarse=args.coarse,
-                         precision=args.dtype, device=args.device)
+    ml = MultigridSolver(
+        prob.A,
+        smoother=args.smoother,
+        nu=nu,
+        coarse=args.coarse,
+        precision=args.dtype,
+        device=args.device,
+    )
     setup_s = time.perf_counter() - t0
     f = prob.f.to(ml.device)
     if ml.device.type == "cuda":
@@ -172,20 +198,31 @@ def _run_solve(args: argparse.Namespace) -> int:
         u = ml.pcg(f, tol=args.tol, maxiter=args.maxiter, residuals=history)
         iterations = ml.iterations
     else:
-        u = ml.solve(f, tol=args.tol, maxiter=args.maxiter, cycle=args.cycle,
-                     residuals=history)
+        u = ml.solve(f, tol=args.tol, maxiter=args.maxiter, cycle=args.cycle, residuals=history)
         iterations = ml.iterations
     if ml.device.type == "cuda":
         torch.cuda.synchronize()
     solve_s = time.perf_counter() - t0
     rel = history[-1] / history[0] if history[0] > 0 else 0.0
     out = {
-        "problem": args.problem, "dim": args.dim, "n": args.n, "unknowns": args.n ** args.dim,
-        "levels": ml.levels, "cycle": args.cycle, "smoother": args.smoother, "nu": list(nu),
-        "dtype": args.dtype, "device": str(ml.device), "iterations": iterations,
-        "converged": bool(rel <= args.tol), "residuals": history, "relative_residual": rel,
-        "convergence_factor": ml.convergence_factor(history), "setup_s": setup_s,
-        "solve_s": solve_s, "error_vs_exact": prob.error(u),
+        "problem": args.problem,
+        "dim": args.dim,
+        "n": args.n,
+        "unknowns": args.n**args.dim,
+        "levels": ml.levels,
+        "cycle": args.cycle,
+        "smoother": args.smoother,
+        "nu": list(nu),
+        "dtype": args.dtype,
+        "device": str(ml.device),
+        "iterations": iterations,
+        "converged": bool(rel <= args.tol),
+        "residuals": history,
+        "relative_residual": rel,
+        "convergence_factor": ml.convergence_factor(history),
+        "setup_s": setup_s,
+        "solve_s": solve_s,
+        "error_vs_exact": prob.error(u),
     }
     if args.plot is not None:
         _plot_solve(args.plot, history, u.detach().cpu().double().reshape(prob.A.shape), out)
@@ -194,11 +231,15 @@ def _run_solve(args: argparse.Namespace) -> int:
         print(json.dumps(out, indent=2))
     else:
         print(ml)
-        print(f"{args.problem} {args.dim}D, {out['unknowns']:,} unknowns, {args.cycle}-cycle: "
-              f"{iterations} iterations, relative residual {rel:.2e}, mean factor "
-              f"{out['convergence_factor']:.3f}")
-        print(f"setup {setup_s:.3f} s, solve {solve_s:.3f} s, "
-              f"max error vs exact solution {out['error_vs_exact']:.3e}")
+        print(
+            f"{args.problem} {args.dim}D, {out['unknowns']:,} unknowns, {args.cycle}-cycle: "
+            f"{iterations} iterations, relative residual {rel:.2e}, mean factor "
+            f"{out['convergence_factor']:.3f}"
+        )
+        print(
+            f"setup {setup_s:.3f} s, solve {solve_s:.3f} s, "
+            f"max error vs exact solution {out['error_vs_exact']:.3e}"
+        )
         if args.plot is not None:
             print(f"saved {args.plot}")
     return 0
@@ -216,8 +257,10 @@ def _plot_solve(path: str, history: list[float], u, info: dict) -> None:
     ax1.semilogy(range(len(history)), [h / history[0] for h in history], "o-")
     ax1.set_xlabel("cycle" if info["cycle"] != "pcg" else "CG iteration")
     ax1.set_ylabel("||f - A u|| / ||f||")
-    ax1.set_title(f"{info['cycle']}-cycle, {info['smoother']} {tuple(info['nu'])}: "
-                  f"factor {info['convergence_factor']:.3f}")
+    ax1.set_title(
+        f"{info['cycle']}-cycle, {info['smoother']} {tuple(info['nu'])}: "
+        f"factor {info['convergence_factor']:.3f}"
+    )
     ax1.grid(True, which="both", alpha=0.3)
     if u.dim() == 1:
         ax2.plot(u.numpy())
@@ -246,13 +289,22 @@ def _add_inspect(sub: argparse._SubParsersAction) -> None:
         "the error before and after each coarse correction.",
     )
     p.add_argument("--model", help="registry name or spec string (default: the checkpoint's)")
-    p.add_argument("--checkpoint", metavar="PATH", help="weights: best.pt or checkpoint.pt "
-                   "of `mgnet train`, or a bare state dict (default: untrained weights)")
-    p.add_argument("--image", metavar="PATH", help=".png/.jpg/.npy/.pt image (standardized "
-                   "per image); default: a test image of --data")
-    p.add_argument("--data", default=None,
-                   help="registered dataset for the image (default: the checkpoint's, else "
-                   "digits)")
+    p.add_argument(
+        "--checkpoint",
+        metavar="PATH",
+        help="weights: best.pt or checkpoint.pt "
+        "of `mgnet train`, or a bare state dict (default: untrained weights)",
+    )
+    p.add_argument(
+        "--image",
+        metavar="PATH",
+        help=".png/.jpg/.npy/.pt image (standardized per image); default: a test image of --data",
+    )
+    p.add_argument(
+        "--data",
+        default=None,
+        help="registered dataset for the image (default: the checkpoint's, else digits)",
+    )
     p.add_argument("--data-dir", default=None, help="folder of the dataset files")
     p.add_argument("--index", type=int, default=0, help="test-split index of the image")
     p.add_argument("--channels", type=int, default=4, help="channels drawn per tensor")
@@ -278,8 +330,10 @@ def _run_inspect(args: argparse.Namespace) -> int:
         raise UserError(f"--out: expected a .png file name, got {args.out!r}")
     if args.solver:
         if args.model or args.checkpoint or args.image:
-            raise UserError("--solver: inspects the multigrid solver; leave out --model, "
-                            "--checkpoint and --image")
+            raise UserError(
+                "--solver: inspects the multigrid solver; leave out --model, "
+                "--checkpoint and --image"
+            )
         from mgnet.multigrid import MultigridSolver, make_problem
 
         try:
@@ -293,18 +347,28 @@ def _run_inspect(args: argparse.Namespace) -> int:
         gen = torch.Generator().manual_seed(args.seed)
         x0 = torch.rand(tuple(prob.f.shape), generator=gen, dtype=torch.float64)
         report = mi.inspect_solver(solver, prob.f, x0=x0, out=args.out, cycle=args.cycle)
-        summary = {"levels": solver.levels, "corrections": report.corrections,
-                   "events": report.events, "out": str(report.path)}
+        summary = {
+            "levels": solver.levels,
+            "corrections": report.corrections,
+            "events": report.events,
+            "out": str(report.path),
+        }
         if args.json:
             print(json.dumps(summary, indent=2))
         else:
-            print(f"{args.problem} {args.dim}D n={args.n}, one {args.cycle}-cycle "
-                  f"({args.smoother}, nu={nu}); error ||u* - u|| per level:")
-            print(f"{'level':>5}  {'start':>10}  {'pre-smoothed':>12}  {'corrected':>10}  "
-                  f"{'post-smoothed':>13}")
+            print(
+                f"{args.problem} {args.dim}D n={args.n}, one {args.cycle}-cycle "
+                f"({args.smoother}, nu={nu}); error ||u* - u|| per level:"
+            )
+            print(
+                f"{'level':>5}  {'start':>10}  {'pre-smoothed':>12}  {'corrected':>10}  "
+                f"{'post-smoothed':>13}"
+            )
             for c in report.corrections:
-                print(f"{c['level']:>5}  {c['start']:>10.3e}  {c['before']:>12.3e}  "
-                      f"{c['after']:>10.3e}  {c['post']:>13.3e}")
+                print(
+                    f"{c['level']:>5}  {c['start']:>10.3e}  {c['before']:>12.3e}  "
+                    f"{c['after']:>10.3e}  {c['post']:>13.3e}"
+                )
             print(f"saved {report.path}")
         return 0
     if not args.model and not args.checkpoint:
@@ -325,21 +389,28 @@ def _run_inspect(args: argparse.Namespace) -> int:
         from mgnet.data import get_dataset
 
         data = args.data or config.get("data") or "digits"
-        test = get_dataset(data, root=args.data_dir or config.get("data_dir"),
-                           augment=False).test
+        test = get_dataset(data, root=args.data_dir or config.get("data_dir"), augment=False).test
         if not 0 <= args.index < len(test):
-            raise UserError(f"--index: must lie in 0..{len(test) - 1} for the {data!r} test "
-                            f"split, got {args.index}")
+            raise UserError(
+                f"--index: must lie in 0..{len(test) - 1} for the {data!r} test "
+                f"split, got {args.index}"
+            )
         image, label = test[args.index]
         label = int(label)
     report = mi.inspect_classifier(model, image, out=args.out, channels=args.channels)
-    summary = {"prediction": report.prediction, "label": label, "events": report.events,
-               "out": str(report.path)}
+    summary = {
+        "prediction": report.prediction,
+        "label": label,
+        "events": report.events,
+        "out": str(report.path),
+    }
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
-        print(f"{getattr(model, 'spec', type(model).__name__)}: predicted {report.prediction}"
-              + ("" if label is None else f" (label {label})"))
+        print(
+            f"{getattr(model, 'spec', type(model).__name__)}: predicted {report.prediction}"
+            + ("" if label is None else f" (label {label})")
+        )
         for e in report.events:
             what = "start" if e["phase"] == "start" else f"step {e['step']}"
             print(f"  level {e['level']} {what:<7} ||f - A u|| = {e['residual']:.4g}")
@@ -361,12 +432,17 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--checkpoint", required=True, metavar="PATH", help="best.pt or checkpoint.pt")
     p.add_argument("--format", default="onnx", choices=["onnx", "torchscript"])
-    p.add_argument("-o", "--out", metavar="PATH", help="output file (default: next to the "
-                   "checkpoint, .onnx or .torchscript.pt)")
+    p.add_argument(
+        "-o",
+        "--out",
+        metavar="PATH",
+        help="output file (default: next to the checkpoint, .onnx or .torchscript.pt)",
+    )
     p.add_argument("--input-size", type=int, help="image side (default: the dataset's)")
     p.add_argument("--atol", type=float, default=1e-4, help="largest accepted logit difference")
-    p.add_argument("--no-check", dest="check", action="store_false",
-                   help="do not run the exported file")
+    p.add_argument(
+        "--no-check", dest="check", action="store_false", help="do not run the exported file"
+    )
     p.set_defaults(run=_run_export)
 
 
@@ -383,10 +459,15 @@ def _run_export(args: argparse.Namespace) -> int:
     suffix = ".onnx" if args.format == "onnx" else ".torchscript.pt"
     out = Path(args.out) if args.out else Path(args.checkpoint).with_suffix(suffix)
     result = export_model(model, out, args.format, shape, check=args.check, atol=args.atol)
-    check = ("not checked" if result.max_abs_diff is None
-             else f"max |logit difference| {result.max_abs_diff:.2e} vs PyTorch")
-    print(f"exported {cfg['model']} ({cfg['data']}, input {shape}) to {str(result.path)!r} "
-          f"as {args.format}; {check}")
+    check = (
+        "not checked"
+        if result.max_abs_diff is None
+        else f"max |logit difference| {result.max_abs_diff:.2e} vs PyTorch"
+    )
+    print(
+        f"exported {cfg['model']} ({cfg['data']}, input {shape}) to {str(result.path)!r} "
+        f"as {args.format}; {check}"
+    )
     return 0
 
 
