@@ -8,7 +8,7 @@ import torch
 from mgnet.multigrid import MultigridSolver, make_problem
 from mgnet.stencils import Interpolation, anisotropic, diffusion, laplacian
 
-torch.set_default_dtype(torch.float64)
+F64 = torch.float64
 
 
 def operators():
@@ -32,8 +32,8 @@ def test_inplace_cycle_equals_allocating_cycle(name, smoother):
     assert A.unknowns > 65_536
     solver = MultigridSolver(A, smoother=smoother, nu=(2, 1), device="cpu")
     g = torch.Generator().manual_seed(0)
-    f = torch.randn(2, 1, *A.shape, generator=g)
-    x0 = torch.randn(2, 1, *A.shape, generator=g)
+    f = torch.randn(2, 1, *A.shape, generator=g, dtype=F64)
+    x0 = torch.randn(2, 1, *A.shape, generator=g, dtype=F64)
     with torch.no_grad():
         reference = solver.cycle(f, x0.clone(), shape="V")  # allocating: u + B(f - A u)
         x = x0.clone()
@@ -61,8 +61,8 @@ def test_interpolation_add_to_equals_u_plus_P_e(shape):
     P = Interpolation(shape, bc=bc)
     coarse = tuple(n // 2 if bc == "periodic" else (n - 1) // 2 for n in shape)
     g = torch.Generator().manual_seed(1)
-    e = torch.randn(2, 1, *coarse, generator=g)
-    u = torch.randn(2, 1, *shape, generator=g)
+    e = torch.randn(2, 1, *coarse, generator=g, dtype=F64)
+    u = torch.randn(2, 1, *shape, generator=g, dtype=F64)
     expected = u + P(e)
     out = P.add_to(u.clone(), e)
     torch.testing.assert_close(out, expected, rtol=1e-14, atol=1e-14)
@@ -73,9 +73,9 @@ def test_inplace_never_writes_f_or_the_callers_tensors_when_recording():
 
     A = laplacian((301, 301))
     solver = MultigridSolver(A, device="cpu")
-    f = torch.randn(1, 1, 301, 301)
+    f = torch.randn(1, 1, 301, 301, dtype=F64)
     f_copy = f.clone()
-    x = torch.randn(1, 1, 301, 301)
+    x = torch.randn(1, 1, 301, 301, dtype=F64)
     x_copy = x.clone()
     with torch.no_grad():
         solver.cycle(f, x, shape="V", inplace=True, record=CycleRecord())
