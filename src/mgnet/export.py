@@ -211,32 +211,8 @@ def export_model(
 def model_from_checkpoint(path: str | os.PathLike) -> tuple[nn.Module, tuple[int, ...], dict]:
     """The trained model of a ``mgnet train`` checkpoint (``best.pt`` or ``checkpoint.pt``),
     in evaluation mode on the CPU, with the input shape of its dataset, (1, C, S, S), and
-    the run's config as a dict.
+    the run's config as a dict (see :func:`mgnet.train.load_trained_model`)."""
+    from mgnet.train import load_trained_model
 
-    The model is rebuilt exactly as the run built it (its config names the model, its
-    overrides and the dataset, which fixes classes and channels) and its weights loaded.
-    """
-    from mgnet.data import dataset_info
-    from mgnet.train import TrainConfig, build_model, load_checkpoint
-
-    try:
-        state = load_checkpoint(path, map_location="cpu")
-    except (FileNotFoundError, ValueError):
-        raise
-    except Exception as e:  # a file the safe loader chokes on in some other way
-        raise ValueError(
-            f"checkpoint: {str(path)!r} is truncated or not a checkpoint of this package "
-            f"({_first_line(e)})"
-        ) from None
-    if not isinstance(state.get("config"), dict) or not isinstance(state.get("model"), dict):
-        raise ValueError(f"checkpoint: {str(path)!r} lacks the 'model' weights or the 'config'")
-    cfg = TrainConfig.from_dict(state["config"])
-    info = dataset_info(cfg.data)
-    model = build_model(cfg, info, state.get("num_classes"))  # an image folder's own classes
-    try:
-        model.load_state_dict(state["model"])
-    except RuntimeError as e:
-        raise ValueError(
-            f"checkpoint: {str(path)!r} does not fit model {cfg.model!r} ({_first_line(e)})"
-        ) from None
-    return model.eval(), (1, info.in_channels, info.input_size, info.input_size), cfg.to_dict()
+    model, cfg, info = load_trained_model(path, map_location="cpu")
+    return model, (1, info.in_channels, info.input_size, info.input_size), cfg.to_dict()

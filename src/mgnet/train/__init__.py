@@ -3,7 +3,7 @@
 from mgnet.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from mgnet.train.config import TrainConfig, load_recipe
 from mgnet.train.ema import ModelEma
-from mgnet.train.evaluation import EvalResult, evaluate_checkpoint
+from mgnet.train.evaluation import EvalResult, evaluate_checkpoint, load_trained_model
 from mgnet.train.loop import (
     TrainingDiverged,
     build_model,
@@ -24,6 +24,7 @@ __all__ = [
     "build_model",
     "evaluate",
     "evaluate_checkpoint",
+    "load_trained_model",
     "load_checkpoint",
     "load_recipe",
     "lr_multiplier",

@@ -86,6 +86,20 @@ def _model_and_weights(path: Path, state: dict) -> tuple[nn.Module, Any, Any]:
     return model, cfg, info
 
 
+def load_trained_model(
+    checkpoint: str | Path, map_location: str | torch.device = "cpu"
+) -> tuple[nn.Module, Any, Any]:
+    """The model of a ``mgnet train`` checkpoint (``best.pt`` or ``checkpoint.pt``), rebuilt
+    as the run built it and in evaluation mode, with its :class:`TrainConfig` and the
+    :class:`DatasetInfo` of the data it was trained on. With ``model_ema`` the averaged
+    weights are loaded, the ones the run validated. Every unreadable, foreign or
+    mismatched file is a one-line :class:`CheckpointError`."""
+    path = Path(checkpoint)
+    state = load_checkpoint(path, map_location=map_location)
+    model, cfg, info = _model_and_weights(path, state)
+    return model.eval(), cfg, info
+
+
 @torch.no_grad()
 def evaluate_checkpoint(
     checkpoint: str | Path,
@@ -118,8 +132,7 @@ def evaluate_checkpoint(
     if batch_size < 1:
         raise ValueError(f"batch_size: must be a positive integer, got {batch_size}")
     path = Path(checkpoint)
-    state = load_checkpoint(path, map_location="cpu")
-    model, cfg, trained_on = _model_and_weights(path, state)
+    model, cfg, trained_on = load_trained_model(path)
     name = data or cfg.data
     splits = get_dataset(name, root=data_dir or cfg.data_dir, augment=False)
     info = splits.info
