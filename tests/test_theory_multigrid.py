@@ -29,7 +29,10 @@ def poisson_solver(n=15):
 def test_down_sweep_equals_the_solvers_down_sweep():
     solver = poisson_solver()
     net = load_multigrid(linear_cifar_topology(), solver)
-    # the network's own convolutions now hold the stencils
+    # the network's own convolutions now hold the stencils. The inputs are seeded: the
+    # element-wise check below (atol=0) sees rounding-level cancellation in A u for about
+    # one random draw in nine, and a test must give the same verdict on every run.
+    torch.manual_seed(0)
     u = torch.randn(3, 1, 15, 15, dtype=torch.float64)
     torch.testing.assert_close(net.cycle.levels[0].A(u), solver.ops[0](u), rtol=1e-13, atol=0)
     f = torch.randn(3, 1, 15, 15, dtype=torch.float64)
