@@ -80,8 +80,8 @@ class _Scratch:
         return v
 
 
-class FullWeighting(nn.Module):
-    """R^{l+1}_l, full-weighting restriction: weights (1/4, 1/2, 1/4) per axis (sum 1)."""
+class _GridTransfer(nn.Module):
+    """A transfer between the grid ``fine_shape`` and its coarsening (the one checked here)."""
 
     def __init__(self, fine_shape: Sequence[int], bc: str = "dirichlet") -> None:
         super().__init__()
@@ -90,6 +90,10 @@ class FullWeighting(nn.Module):
         if coarse_shape(self.fine_shape, bc) is None:
             raise ValueError(f"fine_shape: {self.fine_shape} cannot be coarsened with bc={bc!r}")
         self._scratch = _Scratch()
+
+
+class FullWeighting(_GridTransfer):
+    """R^{l+1}_l, full-weighting restriction: weights (1/4, 1/2, 1/4) per axis (sum 1)."""
 
     def forward(self, x: Tensor) -> Tensor:
         ax = self._scratch.view
@@ -121,16 +125,8 @@ class FullWeighting(nn.Module):
         return f"full weighting, fine_shape={self.fine_shape}, bc={self.bc}"
 
 
-class Interpolation(nn.Module):
+class Interpolation(_GridTransfer):
     """P^l_{l+1}, (bi/tri)linear interpolation from the coarse grid to ``fine_shape``."""
-
-    def __init__(self, fine_shape: Sequence[int], bc: str = "dirichlet") -> None:
-        super().__init__()
-        self.fine_shape = tuple(fine_shape)
-        self.bc = bc
-        if coarse_shape(self.fine_shape, bc) is None:
-            raise ValueError(f"fine_shape: {self.fine_shape} cannot be coarsened with bc={bc!r}")
-        self._scratch = _Scratch()
 
     def forward(self, x: Tensor) -> Tensor:
         """P x, a fresh tensor on the fine grid."""
