@@ -48,7 +48,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mgnet.core import Level, MgCycle, Step
+from mgnet.core import Level, MgCycle, Step, residual
 from mgnet.models.baselines import PreActBlock
 
 __all__ = [
@@ -69,11 +69,6 @@ __all__ = [
 
 
 # ------------------------------------------------------------------ residual form
-def residual(A: nn.Module, u: Tensor | None, f: Tensor) -> Tensor:
-    """r = f - A * u, the residual-form state of a level (``u=None`` is u = 0)."""
-    return f if u is None else f - A(u)
-
-
 def _conv3(module: nn.Module, what: str) -> nn.Conv2d:
     ok = (
         isinstance(module, nn.Conv2d)

@@ -1,5 +1,5 @@
-"""The MgNet cycle (DESIGN.md section 1): one implementation, shared by every model and solver."""
+"""The MgNet cycle: one implementation, shared by every model and solver (docs/design.md)."""
 
-from mgnet.core.cycle import CYCLE_SHAPES, CycleRecord, Level, MgCycle, Step, Transfer
+from mgnet.core.cycle import CYCLE_SHAPES, CycleRecord, Level, MgCycle, Step, Transfer, residual
 
-__all__ = ["CYCLE_SHAPES", "CycleRecord", "Level", "MgCycle", "Step", "Transfer"]
+__all__ = ["CYCLE_SHAPES", "CycleRecord", "Level", "MgCycle", "Step", "Transfer", "residual"]

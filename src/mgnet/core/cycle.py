@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
-__all__ = ["Step", "Level", "Transfer", "MgCycle", "CycleRecord", "CYCLE_SHAPES"]
+__all__ = ["Step", "Level", "Transfer", "MgCycle", "CycleRecord", "CYCLE_SHAPES", "residual"]
 
 CYCLE_SHAPES = ("down", "V", "W", "F")
 
@@ -52,9 +52,12 @@ def _apply(op: nn.Module | None, x: Tensor) -> Tensor:
     return x if op is None else op(x)
 
 
-def _residual(A: nn.Module, u: Tensor | None, f: Tensor) -> Tensor:
-    """f - A u (u = None is zero). An A that defines ``residual(u, f)`` (a fixed stencil)
-    computes it there in one fused pass; it must return exactly f - A(u)."""
+def residual(A: nn.Module, u: Tensor | None, f: Tensor) -> Tensor:
+    """r = f - A u, the residual (u = None is zero). An A that defines ``residual(u, f)``
+    (a fixed stencil) computes it there in one fused pass; it must return exactly f - A(u).
+
+    This is the one residual function of the package: the cycle, the smoothers' fused
+    updates and the theory maps all call it."""
     if u is None:
         return f
     fused = getattr(A, "residual", None)
@@ -143,7 +146,7 @@ class Step(nn.Module):
 
     def residual(self, u: Tensor | None, f: Tensor) -> Tensor:
         """f - A u, with u = None standing for zero."""
-        return _residual(self.A, u, f)
+        return residual(self.A, u, f)
 
     def forward(self, u: Tensor | None, f: Tensor, inplace: bool = False) -> Tensor:
         linear = self.sigma_in is None and self.sigma_out is None and self.project is None
@@ -286,7 +289,7 @@ class MgCycle(nn.Module):
     def restrict(self, l: int, u: Tensor | None, f: Tensor) -> tuple[Tensor | None, Tensor]:
         """(u^{l+1,0}, f^{l+1}) = (Pi u^l, R (f^l - A^l u^l) + A^{l+1} Pi u^l)."""
         t = self.transfers[l]
-        r = _residual(self.levels[l].A, u, f)
+        r = residual(self.levels[l].A, u, f)
         f_c = _apply(t.sigma_R, t.R(r))
         if t.Pi is None or u is None:
             return None, f_c

@@ -27,6 +27,7 @@ import torch
 from torch import Tensor
 
 from mgnet.data.vision import UInt8ImageDataset, draw_shift_flip, shift_flip_uint8
+from mgnet.device import resolve_device
 
 __all__ = ["DeviceLoader", "LOADERS", "use_device_loader"]
 
@@ -51,10 +52,6 @@ def use_device_loader(loader: str, dataset: Any, device: torch.device | str) -> 
     if loader == "torch":
         return False
     return in_memory and (loader == "device" or torch.device(device).type == "cuda")
-
-
-def _default_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 class DeviceLoader:
@@ -119,7 +116,7 @@ class DeviceLoader:
             )
         if not dtype.is_floating_point:
             raise ValueError(f"dtype: need a floating type, got {dtype}")
-        self.device = torch.device(device) if device is not None else _default_device()
+        self.device = resolve_device(device)
         self.images = images.to(self.device).contiguous()
         self.labels = labels.to(self.device, torch.long)
         self.batch_size = batch_size

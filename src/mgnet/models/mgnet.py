@@ -1,6 +1,6 @@
 """MgNet classifiers: the cycle of `mgnet.core` with learned convolutions, BN and ReLU.
 
-As in the authors' code (DESIGN.md section 2):
+As in the authors' code:
 
 * f_in (stem):  f^1 = ReLU(BN(conv3x3(x))), u^{1,0} = 0;
 * smoothing:    u <- u + ReLU(BN(B^{l,i} * ReLU(BN(f - A^l * u))));

@@ -30,6 +30,7 @@ import torch
 from torch import Tensor
 
 from mgnet.core import Level, MgCycle, Step, Transfer
+from mgnet.device import resolve_device
 from mgnet.stencils import (
     DirectSolve,
     FullWeighting,
@@ -41,7 +42,6 @@ from mgnet.stencils import (
     StencilOperator,
     chebyshev_weights,
     coarse_shape,
-    default_device,
     default_omega,
     interpolation_matrix,
     red_black,
@@ -128,9 +128,7 @@ class MultigridSolver:
         self.omega = default_omega(A.dim) if omega is None else float(omega)
         self.coarse = coarse
         self.precision = precision
-        self.device = torch.device(device) if device is not None else default_device()
-        if self.device.type == "cuda" and not torch.cuda.is_available():
-            raise ValueError("device: 'cuda' was asked for but CUDA is not available; use 'cpu'")
+        self.device = resolve_device(device)
         self.dtype = torch.float64 if precision == "float64" else torch.float32
         self.shape = A.shape
         self.dim = A.dim

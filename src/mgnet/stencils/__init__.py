@@ -1,4 +1,4 @@
-"""Fixed operators of the multigrid instance of the MgNet cycle (DESIGN.md section 1).
+"""Fixed operators of the multigrid instance of the MgNet cycle.
 
 A (stencils: Laplacians, anisotropic and variable-coefficient diffusion, zero-order term,
 Dirichlet or periodic), B (smoothers: damped Jacobi, red-black Gauss-Seidel, Chebyshev,
@@ -10,7 +10,6 @@ from mgnet.stencils.operators import (
     NonlinearOperator,
     StencilOperator,
     anisotropic,
-    default_device,
     diffusion,
     dirichlet_lift,
     grid_points,
@@ -47,7 +46,6 @@ __all__ = [
     "anisotropic",
     "chebyshev_weights",
     "coarse_shape",
-    "default_device",
     "default_omega",
     "diffusion",
     "dirichlet_lift",

@@ -35,7 +35,6 @@ __all__ = [
     "diffusion",
     "grid_points",
     "dirichlet_lift",
-    "default_device",
 ]
 
 BOUNDARIES = ("dirichlet", "periodic")
@@ -44,11 +43,6 @@ BOUNDARIES = ("dirichlet", "periodic")
 # and f - A u, stay in a core's L2 cache). Measured on one core: 2047^2 33 -> 23 ms,
 # 1023^2 6.0 -> 5.0 ms, 511^2 1.4 -> 1.1 ms per 5-point residual.
 _BLOCK = 65536
-
-
-def default_device() -> torch.device:
-    """``cuda`` when available, else ``cpu``."""
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def _check_shape(shape: int | Sequence[int], dim: int | None, bc: str) -> tuple[int, ...]:

@@ -22,6 +22,7 @@ import scipy.sparse.linalg as spla
 import torch
 from torch import Tensor, nn
 
+from mgnet.core.cycle import residual
 from mgnet.stencils.operators import NonlinearOperator, StencilOperator
 
 __all__ = [
@@ -38,12 +39,6 @@ __all__ = [
 def default_omega(dim: int) -> float:
     """The damping w that best smooths the Laplacian: 2/3 (1D), 4/5 (2D), 6/7 (3D)."""
     return 2 * dim / (2 * dim + 1)
-
-
-def _residual(A: nn.Module, u: Tensor, f: Tensor) -> Tensor:
-    """f - A u, by A's fused ``residual`` where it has one (a solver's workspace buffer)."""
-    fused = getattr(A, "residual", None)
-    return fused(u, f) if callable(fused) else f - A(u)
 
 
 def _inv_diag(A: StencilOperator) -> float | Tensor:
@@ -76,7 +71,7 @@ class Jacobi(nn.Module):
 
     def update_(self, A: nn.Module, u: Tensor, f: Tensor) -> Tensor:
         """u <- u + w D^-1 (f - A u), in place: the cycle's step with this B, fused."""
-        r = _residual(A, u, f)
+        r = residual(A, u, f)
         if isinstance(self.scale, Tensor):
             return u.addcmul_(r, self.scale)
         return u.add_(r, alpha=self.scale)
@@ -119,7 +114,7 @@ class ColoredJacobi(nn.Module):
             and u.shape == f.shape
         ):
             return A.masked_update_(u, f, self.scale)
-        return u.addcmul_(_residual(A, u, f), self.scale)
+        return u.addcmul_(residual(A, u, f), self.scale)
 
     def extra_repr(self) -> str:
         return f"B = M_{self.color} D^-1"

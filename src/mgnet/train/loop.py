@@ -39,6 +39,7 @@ from tqdm import tqdm
 
 from mgnet.data import DatasetInfo, EpochSampler, get_dataset
 from mgnet.data.device_loader import DeviceLoader, use_device_loader
+from mgnet.device import resolve_device
 from mgnet.models import count_parameters, create_model
 from mgnet.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from mgnet.train.config import RUNTIME_FIELDS, TrainConfig
@@ -74,25 +75,6 @@ class TrainingDiverged(RuntimeError):
 
 
 # ---------------------------------------------------------------------------- helpers
-def resolve_device(name: str) -> torch.device:
-    """``auto`` is ``cuda`` when available, else ``cpu``; ``cuda`` without a GPU is an error."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise ValueError(
-                f"device: {name!r} requested but no CUDA device is available; "
-                "accepted here: auto, cpu"
-            )
-        index = int(name[5:]) if ":" in name else 0
-        if index >= torch.cuda.device_count():
-            raise ValueError(
-                f"device: {name!r} does not exist; this machine has "
-                f"{torch.cuda.device_count()} CUDA device(s)"
-            )
-    return torch.device(name)
-
-
 def build_model(cfg: TrainConfig, info: DatasetInfo, num_classes: int | None = None) -> nn.Module:
     """The model of ``cfg`` for dataset ``info`` (``num_classes``: the classes actually
     found, where they depend on the files); a mismatch is a one-line ValueError."""
