@@ -187,9 +187,12 @@ def _skipped_subtrees(tree: ast.AST) -> set[int]:
             roots.append(node)
         elif isinstance(node, ast.Raise):
             roots.extend(n for n in (node.exc, node.cause) if n is not None)
-        elif isinstance(node, ast.Assign) and any(
-            isinstance(t, ast.Name) and t.id == "__all__" for t in node.targets
-        ) or isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+        elif (
+            isinstance(node, ast.Assign)
+            and any(isinstance(t, ast.Name) and t.id == "__all__" for t in node.targets)
+            or isinstance(node, ast.If)
+            and "TYPE_CHECKING" in ast.unparse(node.test)
+        ):
             roots.append(node)
     return {id(n) for root in roots for n in ast.walk(root)}
 
@@ -632,53 +635,58 @@ def run_mutants(
 ) -> None:
     """Run every mutant against its tests, ``jobs`` at a time; sets status and seconds."""
     sources = {m.module: (root / "src" / TOP / m.module).read_text() for m in mutants}
+    # chosen once: test files added while the run goes on do not change its selections
+    selection = {module: tuple(tests_of(module)) for module in sources}
     with tempfile.TemporaryDirectory(prefix="mgnet-mutation-") as tmp:
         work = Path(tmp)
         slots = [Slot(root, work / f"slot{i}") for i in range(max(1, jobs))]
-        selections = sorted({tuple(tests_of(m.module)) for m in mutants})
         first = timeout if timeout is not None else 1800.0
-        base = run_baselines(root, slots[0], selections, first, fork, work)
+        base = run_baselines(root, slots[0], sorted(set(selection.values())), first, fork, work)
         pending = list(mutants)
         free, running = list(slots), []
         done, total = 0, len(mutants)
-        while pending or running:
-            while pending and free:
-                m = pending.pop(0)
-                tests = tuple(tests_of(m.module))
-                if isinstance(base[tests], str):
-                    m.status, m.killed_by = "skipped", f"baseline failed: {base[tests]}"
+        try:
+            while pending or running:
+                while pending and free:
+                    m = pending.pop(0)
+                    tests = selection[m.module]
+                    if isinstance(base[tests], str):
+                        m.status, m.killed_by = "skipped", f"baseline failed: {base[tests]}"
+                        done += 1
+                        continue
+                    slot = free.pop()
+                    slot.apply(m.module, mutated_source(sources[m.module], m))
+                    job = start(slot, root, list(tests), work / f"{slot.src.parent.name}.log", fork)
+                    job.mutant = m
+                    running.append(job)
+                time.sleep(0.02)
+                for job in list(running):
+                    m = job.mutant
+                    limit = (
+                        timeout if timeout is not None else max(60.0, 4 * base[selection[m.module]])
+                    )
+                    code = job.poll()
+                    if code is None and time.monotonic() - job.started <= limit:
+                        continue
+                    if code is None:
+                        job.kill()
+                    m.seconds = time.monotonic() - job.started
+                    _classify(m, code, job.log)
+                    job.slot.restore()
+                    running.remove(job)
+                    free.append(job.slot)
                     done += 1
-                    continue
-                slot = free.pop()
-                slot.apply(m.module, mutated_source(sources[m.module], m))
-                log = work / f"{slot.src.parent.name}.log"
-                job = start(slot, root, list(tests), log, fork)
-                job.mutant = m
-                running.append(job)
-            time.sleep(0.02)
-            for job in list(running):
-                m = job.mutant
-                limit = (
-                    timeout
-                    if timeout is not None
-                    else max(60.0, 4 * base[tuple(tests_of(m.module))])
-                )
-                code = job.poll()
-                if code is None and time.monotonic() - job.started <= limit:
-                    continue
-                if code is None:
-                    job.kill()
-                m.seconds = time.monotonic() - job.started
-                _classify(m, code, job.log)
-                job.slot.restore()
-                running.remove(job)
-                free.append(job.slot)
-                done += 1
-                print(
-                    f"[{done}/{total}] {m.status:8s} {m.seconds:6.1f} s  {m.id}  {m.kind}: "
-                    f"{m.change}",
-                    flush=True,
-                )
+                    _progress(done, total, m)
+        finally:
+            for job in running:  # interrupted: no test run outlives the driver
+                job.kill()
+
+
+def _progress(done: int, total: int, m: Mutant) -> None:
+    print(
+        f"[{done}/{total}] {m.status:8s} {m.seconds:6.1f} s  {m.id}  {m.kind}: {m.change}",
+        flush=True,
+    )
 
 
 # ------------------------------------------------------------------------------ report
@@ -801,6 +809,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+def _terminate(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     root = args.root.resolve()
@@ -859,6 +871,7 @@ def main(argv: list[str] | None = None) -> int:
         if "torch" in sys.modules:
             sys.modules["torch"].set_num_threads(1)
     began = time.monotonic()
+    signal.signal(signal.SIGTERM, _terminate)  # clean up the copies and children on kill
     run_mutants(root, everything, tests_of, args.timeout, args.jobs, fork)
     equivalents = read_equivalents(args.equivalent)
     for m in everything:
