@@ -819,18 +819,21 @@ def main(argv: list[str] | None = None) -> int:
     available = sorted(
         p.name for p in (root / "src" / TOP).iterdir() if (p / "__init__.py").is_file()
     )
-    packages = list(PACKAGES) if args.package == "all" else args.package.split(",")
+    if args.mutant:
+        packages = sorted({m.split("/")[0] for m in args.mutant} & set(available))
+    elif args.package == "all":
+        packages = [p for p in PACKAGES if p in available]
+    else:
+        packages = args.package.split(",")
     unknown = [p for p in packages if p not in available]
-    if unknown:
+    if unknown or not packages:
+        choices = [p for p in available if p in PACKAGES] or available
         print(
-            f"--package: {', '.join(unknown)} not found; choose from "
-            f"{', '.join(p for p in available if p in PACKAGES) or ', '.join(available)}"
-            ", or all",
+            f"--package: {', '.join(unknown) or 'none'} not found; choose from "
+            f"{', '.join(choices)}, or all",
             file=sys.stderr,
         )
         return 2
-    if args.mutant:
-        packages = sorted({m.split("/")[0] for m in args.mutant} & set(available))
     by_package = discover(root, packages)
     for package, mutants in by_package.items():
         if args.module:
