@@ -3,11 +3,14 @@
 Every mutant is one small change to one source line (an operator swapped, a comparison
 flipped or shifted by one, a constant changed, a condition negated, ``and``/``or``
 swapped, a statement or an in-place update removed, a return value replaced by ``None``,
-a slice bound moved). Each mutant is written into a temporary copy of ``src/`` (the
-working tree is never touched) and the tests that concern the mutated module are run on
-it (``TESTS`` below maps packages and modules to test files). A failing test kills the
-mutant; a run that passes lets it survive; a run longer than ``--timeout`` counts as
-killed by timeout (reported apart). The score is
+a slice bound moved, the elements of a tuple or list reversed, a reduction, pooling or
+fill swapped for its twin such as mean/sum, max/min, average/max pooling).
+
+Each mutant is written into a temporary copy of ``src/`` (the working tree is never
+touched) and the tests that concern the mutated module are run on it (``TESTS`` below
+maps packages and modules to test files). A failing test kills the mutant; a run that
+passes lets it survive; a run longer than ``--timeout`` counts as killed by timeout
+(reported apart). The score is
 
     (killed + timeouts) / (mutants - equivalent survivors)
 
@@ -141,6 +144,16 @@ _CMP_SWAP = {
     ast.NotIn: (ast.In,),
 }
 
+# names that do the same kind of thing differently: reductions, pooling, constant fills
+_PAIRS = [("mean", "sum"), ("max", "min"), ("amax", "amin"), ("argmax", "argmin")]
+_PAIRS += [("maximum", "minimum"), ("floor", "ceil"), ("zeros", "ones")]
+_PAIRS += [("zeros_like", "ones_like"), ("adaptive_avg_pool2d", "adaptive_max_pool2d")]
+for _d in (1, 2, 3):
+    _PAIRS += [(f"AvgPool{_d}d", f"MaxPool{_d}d"), (f"avg_pool{_d}d", f"max_pool{_d}d")]
+    _PAIRS += [(f"AdaptiveAvgPool{_d}d", f"AdaptiveMaxPool{_d}d")]
+_ATTR_SWAP = {a: b for pair in _PAIRS for a, b in (pair, pair[::-1])}
+_NAME_SWAP = {"max": "min", "min": "max"}  # builtins
+
 
 def _children(node: ast.AST) -> Iterator[tuple[str, int | None, ast.AST]]:
     for name, value in ast.iter_fields(node):
@@ -208,6 +221,8 @@ def _const_mutations(value: object) -> list[object]:
 
 
 def _is_str(node: ast.AST) -> bool:
+    if isinstance(node, ast.IfExp):
+        return _is_str(node.body) or _is_str(node.orelse)
     return isinstance(node, ast.JoinedStr) or (
         isinstance(node, ast.Constant) and isinstance(node.value, str)
     )
@@ -257,6 +272,12 @@ def _mutations(node: ast.AST, parent: ast.AST | None) -> list[Mutation]:
     elif isinstance(node, ast.Return) and node.value is not None:
         if not (isinstance(node.value, ast.Constant) and node.value.value is None):
             out.append(("return", with_attr("value", lambda n: ast.Constant(None)), None))
+    elif isinstance(node, ast.Attribute) and node.attr in _ATTR_SWAP:
+        if isinstance(node.ctx, ast.Load):
+            out.append(("name", with_attr("attr", lambda n: _ATTR_SWAP[n.attr]), None))
+    elif isinstance(node, ast.Name) and node.id in _NAME_SWAP:
+        if isinstance(node.ctx, ast.Load):
+            out.append(("name", with_attr("id", lambda n: _NAME_SWAP[n.id]), None))
     elif isinstance(node, ast.Break):
         out.append(("loop", lambda n: ast.Continue(), None))
     elif isinstance(node, ast.Continue):
