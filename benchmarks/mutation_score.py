@@ -76,9 +76,9 @@ PRAGMA = "pragma: no mutate"
 
 # Tests that concern each package (key "pkg") or module (key "pkg/file.py"), as globs
 # relative to tests/, in the order they run (the first failure stops the run, so the
-# most specific and fastest files come first). A module without its own key uses its
-# package's entry; a package without an entry (or whose files are all gone) falls back
-# to tests/test_<pkg>*.py and tests/test_<module>*.py, and failing that to every test.
+# most specific and fastest files come first). A module runs tests/test_<module>*.py
+# first, then its own entry or else its package's; where none of these files exists,
+# tests/test_<pkg>*.py, and failing that every test.
 TESTS: dict[str, list[str]] = {
     "core": ["test_core*.py", "test_multigrid_inplace.py"],
     "stencils": ["test_stencils*.py", "test_multigrid.py", "test_multigrid_inplace.py"],
@@ -419,10 +419,10 @@ def select_tests(root: Path, module: str, table: dict[str, list[str]] = TESTS) -
     """Test files (relative to ``root``) for a module, by ``table`` with the fallbacks."""
     tests = root / "tests"
     package, stem = module.split("/")[0], Path(module).stem
-    patterns = table.get(module) or table.get(package) or []
-    chosen = _expand(tests, patterns)
+    own = [] if stem == "__init__" else [f"test_{stem}*.py"]
+    chosen = _expand(tests, own + (table.get(module) or table.get(package) or []))
     if not chosen:
-        chosen = _expand(tests, [f"test_{package}*.py", f"test_{stem}*.py"])
+        chosen = _expand(tests, [f"test_{package}*.py"])
     if not chosen:
         return ["tests"]
     return [str(Path("tests") / name) for name in chosen]
