@@ -907,6 +907,12 @@ def main(argv: list[str] | None = None) -> int:
             m.status, m.reason = "equivalent", entry.reason
         elif m.status in ("killed", "timeout"):
             print(f"note: {m.id} is listed as equivalent but was {m.status}: {m.killed_by}")
+    if not (args.sample or args.mutant or args.module):  # every mutant ran: stale entries?
+        for e in equivalents:
+            if not e.used and e.module.split("/")[0] in packages:
+                print(
+                    f"note: no mutant matches the equivalent entry {e.module}:{e.line} | {e.change}"
+                )
     scores = report(by_package)
     print(
         f"\n{len(everything)} mutants in {time.monotonic() - began:.0f} s "
