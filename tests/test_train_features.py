@@ -4,6 +4,7 @@ process, torch.compile, junk checkpoints, and the classes of an image folder."""
 from __future__ import annotations
 
 import json
+import logging
 import random
 
 import pytest
@@ -180,10 +181,11 @@ def test_bad_recipe_values_name_the_field():
 
 
 # -------------------------------------------------------------------- sync-bn, compile
-def test_sync_bn_in_one_process_is_a_no_op_with_a_note(tmp_path, capsys):
+def test_sync_bn_in_one_process_is_a_no_op_with_a_note(tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="mgnet")
     a = train(tiny(tmp_path, "plain", epochs=1))
     b = train(tiny(tmp_path, "sync", epochs=1, sync_bn=True))
-    assert "sync_bn: one process" in capsys.readouterr().out
+    assert "sync_bn: one process" in caplog.text
     assert a["test_accuracy"] == b["test_accuracy"] and a["test_loss"] == b["test_loss"]
 
 

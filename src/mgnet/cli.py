@@ -11,6 +11,8 @@ import json
 import sys
 from collections.abc import Callable, Sequence
 
+from mgnet.log import setup_cli_logging
+
 __all__ = ["main", "build_parser"]
 
 
@@ -79,6 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    setup_cli_logging()  # the package logs; its messages are printed to stdout
     try:
         return args.run(args)
     except KeyboardInterrupt:
@@ -443,6 +446,11 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--no-check", dest="check", action="store_false", help="do not run the exported file"
     )
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="overwrite the output even when it is a run's file (best.pt, checkpoint.pt, ...)",
+    )
     p.set_defaults(run=_run_export)
 
 
@@ -450,14 +458,21 @@ def _run_export(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from mgnet.export import export_model, model_from_checkpoint
+    from mgnet.train.rundir import check_output
 
-    model, shape, cfg = model_from_checkpoint(args.checkpoint)
-    if args.input_size is not None:
-        if args.input_size < 1:
-            raise UserError(f"--input-size: must be a positive integer, got {args.input_size}")
-        shape = (*shape[:2], args.input_size, args.input_size)
+    if args.input_size is not None and args.input_size < 1:
+        raise UserError(f"--input-size: must be a positive integer, got {args.input_size}")
     suffix = ".onnx" if args.format == "onnx" else ".torchscript.pt"
     out = Path(args.out) if args.out else Path(args.checkpoint).with_suffix(suffix)
+    if out.resolve() == Path(args.checkpoint).resolve() and not args.force:
+        raise UserError(
+            f"--out: {str(out)[:200]!r} is the checkpoint being exported; choose another "
+            "file, or add --force to overwrite it"
+        )
+    check_output(out, args.force, flag="--out")
+    model, shape, cfg = model_from_checkpoint(args.checkpoint)
+    if args.input_size is not None:
+        shape = (*shape[:2], args.input_size, args.input_size)
     result = export_model(model, out, args.format, shape, check=args.check, atol=args.atol)
     check = (
         "not checked"
@@ -487,7 +502,14 @@ def _key_value(text: str) -> tuple[str, object]:
 
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
-    from mgnet.train.config import AMP_MODES, LOADERS, OPTIMIZERS, SCHEDULERS, TrainConfig
+    from mgnet.train.config import (
+        AMP_MODES,
+        LOADERS,
+        OPTIMIZERS,
+        PROTOCOLS,
+        SCHEDULERS,
+        TrainConfig,
+    )
 
     d = TrainConfig()
     p = sub.add_parser(
@@ -561,6 +583,24 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         help="under torchrun: BatchNorm statistics of the global batch (one process: no-op)",
     )
     arg("--compile", action="store_true", default=None, help="torch.compile the model")
+    arg(
+        "--deterministic",
+        action="store_true",
+        default=None,
+        help="deterministic cuDNN and torch algorithms (bit-reproducible GPU runs; slower)",
+    )
+    arg(
+        "--protocol",
+        choices=PROTOCOLS,
+        help="val: choose the best epoch on a validation split (default); paper: train on "
+        "all training images, report the final and the best-over-epochs test accuracy",
+    )
+    arg(
+        "--tensorboard",
+        action="store_true",
+        default=None,
+        help="also write the epoch metrics to RUN/tensorboard (needs tensorboard)",
+    )
     arg("-o", "--output-dir", help="run directory (default: a fresh runs/train/<data>-<model>[-N])")
     arg(
         "--no-progress",
@@ -578,9 +618,10 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=_run_train)
 
 
-def _run_train(args: argparse.Namespace) -> int:
-    from mgnet.train import TrainConfig, load_recipe, resume_config, test_checkpoint, train
-    from mgnet.train.config import fresh_run_dir
+def _train_config(args: argparse.Namespace):
+    """The resolved TrainConfig of a `mgnet train` command line: defaults < recipe
+    (``-c``) < flags, or the stored config of ``--resume DIR`` with runtime flags."""
+    from mgnet.train import TrainConfig, load_recipe, resume_config
 
     control = {"config", "resume", "test_only", "run", "command"}
     flags = {k: v for k, v in vars(args).items() if k not in control and v is not None}
@@ -591,17 +632,34 @@ def _run_train(args: argparse.Namespace) -> int:
     if args.resume:
         if args.config:
             raise UserError("--resume continues a run with its stored config; leave -c out")
-        cfg = resume_config(args.resume, flags)
+        return resume_config(args.resume, flags)
+    values = {**(load_recipe(args.config) if args.config else {}), **flags}
+    return TrainConfig.from_dict({"output_dir": "", **values})
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from mgnet.train import test_checkpoint, train
+    from mgnet.train.rundir import fresh_run_dir
+
+    cfg = _train_config(args)
+    if args.resume:
         if args.test_only:
             test_checkpoint(cfg)
-            return 0
-        train(cfg, resume=True)
+        else:
+            train(cfg, resume=True)
         return 0
-    values = {**(load_recipe(args.config) if args.config else {}), **flags}
-    if "output_dir" not in values:
-        name = f"{values.get('data', TrainConfig.data)}-{values.get('model', TrainConfig.model)}"
-        values["output_dir"] = str(fresh_run_dir("runs/train", name))
-    train(TrainConfig.from_dict(values))
+    claimed = None
+    if not cfg.output_dir:  # a fresh runs/train/<data>-<model>[-N], claimed atomically
+        claimed = fresh_run_dir("runs/train", f"{cfg.data}-{cfg.model}")
+        cfg.output_dir = str(claimed)
+    try:
+        train(cfg)
+    except BaseException:
+        if claimed is not None and not any(Path(claimed).iterdir()):
+            Path(claimed).rmdir()  # a run that never started leaves no empty folder
+        raise
     return 0
 
 
@@ -673,6 +731,11 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     )  # fmt: skip
     p.add_argument("--no-plot", dest="plot", action="store_false", help="no PNG")
     p.add_argument("--json", action="store_true", help="print the figures as JSON")
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="overwrite the output even when it is a run's file (results.json, ...)",
+    )
     p.set_defaults(run=_run_eval)
 
 
@@ -688,6 +751,7 @@ def _run_eval(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         out=args.out,
         plot=args.plot,
+        force=args.force,
     )
     if args.json:
         print(json.dumps(r.to_dict(), indent=2))

@@ -23,7 +23,7 @@ the three splits; the training loop does not change.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -94,13 +94,18 @@ class RandomShift:
         return f"RandomShift(max_shift={self.max_shift}, fill={self.fill:.4f})"
 
 
+Stats = tuple[tuple[float, ...], tuple[float, ...]]
+
+
 @dataclass(frozen=True)
 class DatasetInfo:
     """One dataset, its statistics, split and augmentation, in one place.
 
-    ``build(root, download, augment)`` returns ``(train, val, test)`` datasets of
-    normalized ``(image, label)`` pairs; only ``train`` is augmented, and only when
-    ``augment`` is true.
+    ``build(root, download, augment, holdout, stats)`` returns ``(train, val, test)``
+    datasets of normalized ``(image, label)`` pairs; only ``train`` is augmented, and only
+    when ``augment`` is true. ``holdout=False`` keeps no validation split (``val`` is
+    empty, ``train`` holds every training image); ``stats`` is ``(mean, std)`` to normalize
+    with instead of the dataset's own ``mean`` and ``std`` (None: the dataset's).
     """
 
     name: str
@@ -112,7 +117,9 @@ class DatasetInfo:
     std: tuple[float, ...]
     split: dict[str, int]
     augmentation: str
-    build: Callable[[str | None, bool, bool], tuple[Dataset, Dataset, Dataset]] = field(repr=False)
+    build: Callable[
+        [str | None, bool, bool, bool, Stats | None], tuple[Dataset, Dataset, Dataset]
+    ] = field(repr=False)
 
 
 @dataclass
@@ -149,7 +156,14 @@ def dataset_info(name: str) -> DatasetInfo:
 
 
 def get_dataset(
-    name: str, root: str | None = None, download: bool = False, augment: bool = True
+    name: str,
+    root: str | None = None,
+    download: bool = False,
+    augment: bool = True,
+    *,
+    holdout: bool = True,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
 ) -> DataSplits:
     """Load dataset ``name`` as normalized train/val/test splits.
 
@@ -158,10 +172,34 @@ def get_dataset(
         root: directory of the files, for datasets that have files (ignored by ``digits``).
         download: allow fetching missing files, for datasets that can be fetched.
         augment: give the training split its augmentation (``False``: plain images).
+        holdout: carve the fixed validation split from the training images; ``False``
+            trains on all of them and leaves ``val`` empty.
+        mean, std: per-channel statistics to normalize with instead of the dataset's
+            (both or neither; one value per channel, std > 0).
     """
     info = dataset_info(name)
-    train, val, test = info.build(root, download, augment)
+    stats = _check_stats(info, mean, std)
+    train, val, test = info.build(root, download, augment, holdout, stats)
     return DataSplits(info, train, val, test)
+
+
+def _check_stats(
+    info: DatasetInfo, mean: Sequence[float] | None, std: Sequence[float] | None
+) -> Stats | None:
+    if mean is None and std is None:
+        return None
+    if mean is None or std is None:
+        raise ValueError("mean, std: give both (one value per channel) or neither")
+    c = info.in_channels
+    for label, values in (("mean", mean), ("std", std)):
+        if len(values) != c:
+            raise ValueError(
+                f"{label}: {len(values)} value(s) given, data {info.name!r} has {c} channel(s); "
+                f"accepted: {c} number(s)"
+            )
+    if min(std) <= 0:
+        raise ValueError(f"std: every value must be positive, got {list(std)[:8]}")
+    return tuple(float(m) for m in mean), tuple(float(s) for s in std)
 
 
 # ------------------------------------------------------------------------------ digits
@@ -202,13 +240,19 @@ def _digits_arrays():
     return bunch.images, bunch.target
 
 
-def _build_digits(root: str | None, download: bool, augment: bool):
+def _build_digits(
+    root: str | None, download: bool, augment: bool, holdout: bool, stats: Stats | None
+):
     images, labels = _digits_arrays()
+    mean, std = stats or (DIGITS_MEAN, DIGITS_STD)
     x = torch.as_tensor(images, dtype=torch.float32).unsqueeze(1) / 16.0  # (N, 1, 8, 8)
-    x = (x - DIGITS_MEAN[0]) / DIGITS_STD[0]
+    x = (x - mean[0]) / std[0]
     y = torch.as_tensor(labels, dtype=torch.long)
     idx = digits_split_indices()
-    blank = (0.0 - DIGITS_MEAN[0]) / DIGITS_STD[0]
+    if not holdout:  # every training image trains; no validation split
+        idx["train"] = torch.cat([idx["train"], idx["val"]]).sort().values
+        idx["val"] = idx["val"][:0]
+    blank = (0.0 - mean[0]) / std[0]
     shift = RandomShift(1, fill=blank) if augment else None
     return (
         TensorImageDataset(x[idx["train"]], y[idx["train"]], shift),
@@ -249,8 +293,8 @@ def _register_vision() -> None:
                 std=spec.std,
                 split=spec.split,
                 augmentation=spec.augmentation,
-                build=lambda root, download, augment, name=spec.name: load_vision(
-                    name, root, download, augment
+                build=lambda root, download, augment, holdout, stats, name=spec.name: load_vision(
+                    name, root, download, augment, holdout=holdout, stats=stats
                 ),
             )
         )

@@ -614,11 +614,16 @@ def _image_folder(spec: VisionSpec, path: Path, transform: Callable) -> Any:
 
 
 def _load_image_folder(
-    spec: VisionSpec, root: Path, augment: bool
+    spec: VisionSpec,
+    root: Path,
+    augment: bool,
+    holdout: bool,
+    mean: tuple[float, ...],
+    std: tuple[float, ...],
 ) -> tuple[Dataset, Dataset, Dataset]:
     from torchvision import transforms as T
 
-    normalize = [T.ToTensor(), T.Normalize(spec.mean, spec.std)]
+    normalize = [T.ToTensor(), T.Normalize(mean, std)]
     evaluate = T.Compose([T.Resize(spec.resize), T.CenterCrop(spec.input_size), *normalize])
     train_tf = (
         T.Compose([T.RandomResizedCrop(spec.input_size), T.RandomHorizontalFlip(), *normalize])
@@ -637,7 +642,7 @@ def _load_image_folder(
         )
     val_all = copy.copy(train_all)
     val_all.transform = evaluate
-    idx = split_indices(len(train_all), spec.val_fraction)
+    idx = split_indices(len(train_all), spec.val_fraction if holdout else 0.0)
     train, val = Subset(train_all, idx["train"].tolist()), Subset(val_all, idx["val"].tolist())
     for ds in (train, val, test):
         ds.classes = list(train_all.classes)
@@ -650,30 +655,36 @@ def load_vision(
     root: str | os.PathLike | None,
     download: bool = False,
     augment: bool = True,
+    *,
+    holdout: bool = True,
+    stats: tuple[Sequence[float], Sequence[float]] | None = None,
 ) -> tuple[Dataset, Dataset, Dataset]:
     """``(train, val, test)`` datasets of normalized ``(image, label)`` pairs.
 
     ``name`` is a key of :data:`VISION_DATASETS`; ``root`` the folder of its files;
     ``download`` lets torchvision fetch missing official files; ``augment`` gives the
-    training split its augmentation (val and test are never augmented). In-memory sets
+    training split its augmentation (val and test are never augmented); ``holdout=False``
+    keeps no validation split (``val`` is empty, ``train`` holds all training files);
+    ``stats`` is ``(mean, std)`` to normalize with instead of the table's. In-memory sets
     come back as :class:`UInt8ImageDataset`, ImageFolder sets as ``Subset`` s of
     ``torchvision.datasets.ImageFolder``; each has ``classes`` and ``num_classes``.
     """
     spec = vision_spec(name)
+    mean, std = (tuple(stats[0]), tuple(stats[1])) if stats is not None else (spec.mean, spec.std)
     if not spec.in_memory:
         if download:
             raise ValueError(
                 f"download: {spec.title} cannot be downloaded; prepare "
                 f"{spec.layout.format(root=str(root))}"
             )
-        return _load_image_folder(spec, _check_root(spec, root), augment)
+        return _load_image_folder(spec, _check_root(spec, root), augment, holdout, mean, std)
     arrays = load_arrays(name, root, download)
     images, labels = arrays["train"]
     full = UInt8ImageDataset(
-        images, labels, spec.mean, spec.std, spec.crop_padding, spec.flip, False, arrays["classes"]
+        images, labels, mean, std, spec.crop_padding, spec.flip, False, arrays["classes"]
     )
-    idx = split_indices(len(full), spec.val_fraction)
+    idx = split_indices(len(full), spec.val_fraction if holdout else 0.0)
     test = UInt8ImageDataset(
-        *arrays["test"], spec.mean, spec.std, spec.crop_padding, spec.flip, False, arrays["classes"]
+        *arrays["test"], mean, std, spec.crop_padding, spec.flip, False, arrays["classes"]
     )
     return full.subset(idx["train"], augment=augment), full.subset(idx["val"]), test
