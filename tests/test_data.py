@@ -64,9 +64,7 @@ def test_shipped_digits_are_scikit_learns_and_so_is_the_split():
     assert (images == bunch.images).all() and (labels == bunch.target).all()
     index = torch.arange(1797).numpy()
     rest, test = train_test_split(index, test_size=360, stratify=bunch.target, random_state=0)
-    train, val = train_test_split(
-        rest, test_size=180, stratify=bunch.target[rest], random_state=0
-    )
+    train, val = train_test_split(rest, test_size=180, stratify=bunch.target[rest], random_state=0)
     idx = digits_split_indices()
     for name, expected in (("train", train), ("val", val), ("test", test)):
         assert idx[name].tolist() == sorted(expected.tolist()), name

@@ -36,6 +36,8 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from mgnet.log import clip
+
 __all__ = [
     "DatasetInfo",
     "DataSplits",
@@ -157,7 +159,9 @@ def list_datasets() -> list[str]:
 def dataset_info(name: str) -> DatasetInfo:
     """The registry entry for ``name``."""
     if name not in _DATASETS:
-        raise ValueError(f"data: unknown dataset {name!r}; accepted: {', '.join(list_datasets())}")
+        raise ValueError(
+            f"data: unknown dataset {clip(name)}; accepted: {', '.join(list_datasets())}"
+        )
     return _DATASETS[name]
 
 

@@ -60,6 +60,8 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset, Subset
 
+from mgnet.log import clip
+
 __all__ = [
     "VisionSpec",
     "VISION_DATASETS",
@@ -191,7 +193,7 @@ def vision_spec(name: str) -> VisionSpec:
     """The table entry for ``name``."""
     if name not in VISION_DATASETS:
         raise ValueError(
-            f"data: unknown torchvision-format dataset {name!r}; accepted: "
+            f"data: unknown torchvision-format dataset {clip(name)}; accepted: "
             f"{', '.join(VISION_DATASETS)}"
         )
     return VISION_DATASETS[name]

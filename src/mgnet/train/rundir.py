@@ -149,6 +149,8 @@ def lock_run_folder(folder: str | Path) -> Iterator[Path]:
                     try:
                         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                     except OSError as e:
+                        os.close(fd)
+                        fd = -1  # not ours: never remove another run's lock file
                         if e.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
                             raise _busy(folder, lock) from None
                         raise
