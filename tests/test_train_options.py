@@ -134,8 +134,8 @@ def test_images_are_normalized_channel_by_channel(tmp_path):
 
 
 def test_a_run_uses_its_configured_constants(tmp_path):
-    from mgnet.train.loop import _loaders
     from mgnet.train.distributed import DistInfo
+    from mgnet.train.loop import _loaders
 
     write_cifar(tmp_path / "data", "cifar10", n_train=4, n_test=4)
     cfg = tiny(tmp_path, data="cifar10", data_dir=str(tmp_path / "data"), batch_size=8,
@@ -250,8 +250,8 @@ def test_a_step_never_reads_a_value_from_the_device(tmp_path, monkeypatch):
     for batch in (128, 32):
         reads.count = 0
         cfg = tiny(tmp_path, f"b{batch}", epochs=1, batch_size=batch, augment=False)
-        steps = []
-        train(cfg, step_hook=lambda e, s, loss: steps.append(s))
+        steps: list[int] = []
+        train(cfg, step_hook=lambda e, s, loss, steps=steps: steps.append(s))
         counts[len(steps)] = reads.count
     assert sorted(counts) == [10, 40]
     assert counts[10] == counts[40], counts
