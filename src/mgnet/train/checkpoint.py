@@ -17,7 +17,6 @@ to ``torch.set_rng_state``, which takes CPU byte tensors only).
 
 from __future__ import annotations
 
-import os
 import random
 import warnings
 from pathlib import Path
@@ -27,6 +26,7 @@ import numpy as np
 import torch
 
 from mgnet.log import clip
+from mgnet.train.rundir import atomic_file
 
 __all__ = [
     "CHECKPOINT_FORMAT",
@@ -49,16 +49,8 @@ def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
     flushed to disk, then ``os.replace``; a crash leaves the previous file intact."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as fh:
-            torch.save({"format": CHECKPOINT_FORMAT, **state}, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    with atomic_file(path, "wb") as fh:
+        torch.save({"format": CHECKPOINT_FORMAT, **state}, fh)
     return path
 
 

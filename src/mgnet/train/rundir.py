@@ -30,12 +30,13 @@ import os
 import socket
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from mgnet.log import clip, get_logger
 
 __all__ = [
     "LOCK_NAME",
+    "atomic_file",
     "RUN_FILES",
     "RunFolderBusy",
     "check_output",
@@ -211,24 +212,33 @@ def fresh_run_dir(root: str | Path, name: str) -> Path:
         return candidate
 
 
-def write_json(path: Path, data: Any) -> None:
-    """``data`` as indented JSON, written atomically."""
-    write_lines(path, [json.dumps(data, indent=2)])
-
-
-def write_lines(path: Path, lines: list[str]) -> None:
-    """``lines`` (each ending in a newline) written atomically: a temporary file in the
-    same folder, flushed to disk, then ``os.replace``."""
+@contextlib.contextmanager
+def atomic_file(path: str | Path, mode: str = "w") -> Iterator[IO[Any]]:
+    """Open a temporary file next to ``path`` for writing; when the block ends without an
+    error it is flushed to disk and renamed onto ``path`` (``os.replace``), so a crash or
+    an interruption leaves the previous file intact and no partial one."""
+    path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
-        with open(tmp, "w") as fh:
-            fh.write("".join(line + "\n" for line in lines))
+        with open(tmp, mode) as fh:
+            yield fh
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def write_json(path: Path, data: Any) -> None:
+    """``data`` as indented JSON, written atomically."""
+    write_lines(path, [json.dumps(data, indent=2)])
+
+
+def write_lines(path: Path, lines: list[str]) -> None:
+    """``lines`` (a newline is added to each) written atomically (:func:`atomic_file`)."""
+    with atomic_file(path) as fh:
+        fh.write("".join(line + "\n" for line in lines))
 
 
 def read_metrics(path: Path) -> list[dict[str, Any]]:
