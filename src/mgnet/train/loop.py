@@ -95,7 +95,7 @@ from mgnet.train.distributed import (
 from mgnet.train.ema import ModelEma
 from mgnet.train.loading import build_model, evaluated_weights, load_trained_model
 from mgnet.train.rundir import holds_run, lock_run_folder, read_metrics, write_json, write_lines
-from mgnet.train.task import ClassificationTask, autocast, evaluate, to_device
+from mgnet.train.task import autocast, evaluate, make_task, to_device
 
 __all__ = [
     "CHECK_EVERY",
@@ -418,7 +418,7 @@ class Trainer:
         self.main = dist_info.is_main
         self.split = "val" if cfg.protocol == "val" else "test"  # where the best is chosen
         self.epoch, self.partial, self.elapsed = 0, None, 0.0
-        self.best: dict[str, Any] = {f"{self.split}_accuracy": None, "epoch": 0}
+        self.best: dict[str, Any] = {"epoch": 0}  # and "<split>_<score>" once there is one
         self.writer = None
 
     # ------------------------------------------------------------------- 1. set-up
@@ -433,7 +433,7 @@ class Trainer:
         np.random.seed(cfg.seed)
         torch.manual_seed(cfg.seed)
 
-        self.task = ClassificationTask(cfg.label_smoothing, cfg.mixup, cfg.cutmix, cfg.seed)
+        self.task = make_task(cfg)
         self.splits, self.train_loader, self.val_loader, self.test_loader = _loaders(
             cfg, dist_info, device
         )
@@ -652,8 +652,7 @@ class Trainer:
         row = {
             "epoch": epoch + 1,
             **task.train_metrics(stats["sums"], stats["count"]),
-            f"{self.split}_loss": result["loss"],
-            f"{self.split}_accuracy": result["accuracy"],
+            **{f"{self.split}_{name}": result[name] for name in task.metrics},
             "lr": stats["lr"],
             "images_per_s": stats["count"] / max(stats["time"], 1e-9),
             "epoch_time_s": time.perf_counter() - stats["t_epoch"],
@@ -673,8 +672,7 @@ class Trainer:
         self.checkpoint(self.epoch, None)
         if self.main:
             log.info(
-                f"epoch {epoch + 1:>3}/{cfg.epochs}  loss {row['train_loss']:.4f}  "
-                f"acc {row['train_accuracy']:6.2f}  {self.split} {task.describe(result)}"
+                f"epoch {epoch + 1:>3}/{cfg.epochs}  {task.describe_epoch(row, self.split)}"
                 f"{'*' if is_best else ' '}  lr {row['lr']:.2e}  "
                 f"{row['images_per_s']:,.0f} img/s  {row['epoch_time_s']:.1f}s"
             )
@@ -748,16 +746,16 @@ class Trainer:
             test = task.evaluate(self.eval_net, self.test_loader, **kwargs)
         else:
             test = last
+        score = task.score
         results = {
             "model": cfg.model,
             "data": cfg.data,
             "parameters": self.n_params,
-            "test_accuracy": test["accuracy"],
-            "test_loss": test["loss"],
+            **{f"test_{name}": test[name] for name in task.metrics},
             "test_count": test["count"],
             "best_epoch": self.best["epoch"],
-            f"best_{self.split}_accuracy": self.best[f"{self.split}_accuracy"],
-            "last_test_accuracy": last["accuracy"],
+            f"best_{self.split}_{score}": self.best[f"{self.split}_{score}"],
+            f"last_test_{score}": last[score],
             "epochs": cfg.epochs,
             "protocol": cfg.protocol,
             "wall_time_s": self.elapsed + time.perf_counter() - self.t_start,
@@ -768,30 +766,21 @@ class Trainer:
             "model_ema": cfg.model_ema,
             "seed": cfg.seed,
         }
-        if cfg.protocol == "paper":
+        paper = cfg.protocol == "paper"
+        if paper:
             results["selection"] = (
-                "test_accuracy: the final epoch; best_test_accuracy: the best test accuracy "
-                "over the epochs, the authors' selection rule (chosen on the test split)"
+                f"test_{score}: the final epoch; best_test_{score}: the best over the "
+                "epochs, the authors' selection rule (chosen on the test split)"
             )
         if self.main:
             write_json(self.out / "results.json", results)
             if self.writer is not None:
-                self.writer.add_scalar("test_accuracy", test["accuracy"], cfg.epochs)
-            if cfg.protocol == "paper":
-                log.info(
-                    f"test accuracy {test['accuracy']:.2f}% (final epoch); best over the "
-                    f"epochs {self.best['test_accuracy']:.2f}% (epoch {self.best['epoch']}, "
-                    f"the authors' selection rule), {self.n_params:,} parameters, "
-                    f"{results['wall_time_s']:.1f}s; results in "
-                    f"{clip(str(self.out / 'results.json'))}"
-                )
-            else:
-                log.info(
-                    f"test accuracy {test['accuracy']:.2f}% (model of epoch "
-                    f"{self.best['epoch']}, val {self.best['val_accuracy']:.2f}%), "
-                    f"{self.n_params:,} parameters, {results['wall_time_s']:.1f}s; results "
-                    f"in {clip(str(self.out / 'results.json'))}"
-                )
+                self.writer.add_scalar(f"test_{score}", test[score], cfg.epochs)
+            log.info(
+                f"{task.describe_test(test, self.best, paper)}, {self.n_params:,} parameters, "
+                f"{results['wall_time_s']:.1f}s; results in "
+                f"{clip(str(self.out / 'results.json'))}"
+            )
         return results
 
 

@@ -29,7 +29,7 @@ from torch import Tensor, nn
 from mgnet.train.distributed import DistInfo, all_reduce_sum
 from mgnet.train.mixing import MixedBatch, mix_batch
 
-__all__ = ["ClassificationTask", "autocast", "evaluate", "to_device"]
+__all__ = ["ClassificationTask", "autocast", "evaluate", "make_task", "to_device"]
 
 
 def autocast(device: torch.device, amp: str):
@@ -134,6 +134,8 @@ class ClassificationTask:
 
     #: the evaluation result the selection rule ranks (higher is better)
     score = "accuracy"
+    #: the evaluation results recorded per epoch and in the results, as ``<split>_<name>``
+    metrics = ("loss", "accuracy")
     #: names of the per-step sums :meth:`step_sums` returns (the loop adds the count)
     sums = ("loss_sum", "correct")
 
@@ -174,6 +176,30 @@ class ClassificationTask:
         return best is None or score >= best
 
     @staticmethod
-    def describe(metrics: dict[str, Any]) -> str:
-        """A short text of an evaluation result, for the log."""
-        return f"{metrics['accuracy']:6.2f}"
+    def describe_epoch(row: dict[str, Any], split: str) -> str:
+        """The middle of an epoch's log line: training loss and accuracy, the score on
+        ``split`` (the loop appends ``*`` for a new best)."""
+        return (
+            f"loss {row['train_loss']:.4f}  acc {row['train_accuracy']:6.2f}  "
+            f"{split} {row[f'{split}_accuracy']:6.2f}"
+        )
+
+    @staticmethod
+    def describe_test(test: dict[str, Any], best: dict[str, Any], paper: bool) -> str:
+        """The start of the final log line: the test result and the best epoch."""
+        if paper:
+            return (
+                f"test accuracy {test['accuracy']:.2f}% (final epoch); best over the epochs "
+                f"{best['test_accuracy']:.2f}% (epoch {best['epoch']}, the authors' "
+                "selection rule)"
+            )
+        return (
+            f"test accuracy {test['accuracy']:.2f}% (model of epoch {best['epoch']}, "
+            f"val {best['val_accuracy']:.2f}%)"
+        )
+
+
+def make_task(cfg: Any) -> ClassificationTask:
+    """The task of a run's config (:class:`~mgnet.train.config.TrainConfig`): image
+    classification for every dataset registered now."""
+    return ClassificationTask(cfg.label_smoothing, cfg.mixup, cfg.cutmix, cfg.seed)
