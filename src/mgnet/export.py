@@ -28,16 +28,23 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from mgnet.constants import EXPORT_FORMATS
+from mgnet.errors import MgNetError
+
 __all__ = [
     "EXPORT_FORMATS",
+    "ExportError",
     "ExportResult",
     "export_model",
     "model_from_checkpoint",
     "run_exported",
 ]
 
-EXPORT_FORMATS = ("onnx", "torchscript")
 _SUFFIX = {"onnx": ".onnx", "torchscript": ".pt"}
+
+
+class ExportError(MgNetError, RuntimeError):
+    """The exported file could not be written, or does not compute PyTorch's logits."""
 
 
 @dataclass(frozen=True)
@@ -184,7 +191,7 @@ def export_model(
                     traced = torch.jit.trace(net, (example,), check_trace=False)
                 traced.save(str(path))
     except Exception as e:
-        raise RuntimeError(
+        raise ExportError(
             f"export: writing {format} to {str(path)!r} failed ({_first_line(e)})"
         ) from None
 
@@ -196,13 +203,13 @@ def export_model(
         got = run_exported(path, x, format)
         if got is not None:
             if got.shape != expected.shape:
-                raise RuntimeError(
+                raise ExportError(
                     f"export: {str(path)!r} returns shape {tuple(got.shape)}, PyTorch "
                     f"{tuple(expected.shape)}"
                 )
             diff = float((got - expected).abs().max())
             if not diff <= atol:
-                raise RuntimeError(
+                raise ExportError(
                     f"export: {str(path)!r} differs from PyTorch by {diff:.3g} > atol={atol}"
                 )
     return ExportResult(path, format, shape, diff)

@@ -21,11 +21,10 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from mgnet.constants import SPLITS
 from mgnet.train.checkpoint import CheckpointError, load_checkpoint
 
 __all__ = ["EvalResult", "evaluate_checkpoint", "plot_confusion", "SPLITS"]
-
-SPLITS = ("test", "val")
 
 
 @dataclass

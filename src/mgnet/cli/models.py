@@ -1,0 +1,50 @@
+"""``mgnet models``: the registered models with their parameter counts."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+__all__ = ["add_parser", "run"]
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "models",
+        help="list the registered models and their parameter counts",
+        description="List registered models. Any MgNet spec string, e.g. "
+        "'mgnet[2,2,2,2]-256-Bl', is accepted wherever a model name is.",
+    )
+    p.add_argument("--json", action="store_true", help="print a JSON list")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from mgnet.models import count_parameters, create_model, list_models, model_info
+
+    rows = []
+    for name in list_models():
+        info = model_info(name)
+        model = create_model(name)
+        rows.append(
+            {
+                "name": name,
+                "parameters": count_parameters(model),
+                "num_classes": info.num_classes,
+                "in_channels": info.in_channels,
+                "input_size": info.input_size,
+                "spec": getattr(model, "spec", None),
+                "description": info.description,
+            }
+        )
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        print(f"{'name':<22}{'parameters':>13}  {'classes':>7}  {'input':>9}  description")
+        for r in rows:
+            size = f"{r['in_channels']}x{r['input_size']}"
+            print(
+                f"{r['name']:<22}{r['parameters']:>13,}  {r['num_classes']:>7}  {size:>9}  "
+                f"{r['description']}"
+            )
+    return 0
