@@ -11,7 +11,15 @@ from __future__ import annotations
 
 import reprlib
 
-__all__ = ["DivergenceError", "DownloadError", "MgNetError", "USER_ERRORS", "quote"]
+__all__ = [
+    "DivergenceError",
+    "DownloadError",
+    "MgNetError",
+    "MissingDependency",
+    "USER_ERRORS",
+    "first_line",
+    "quote",
+]
 
 QUOTE_LIMIT = 200  # the most characters of a user's value that a message repeats
 
@@ -29,12 +37,25 @@ class DownloadError(MgNetError, RuntimeError):
     """Fetching a data set failed."""
 
 
+class MissingDependency(MgNetError, ImportError):
+    """An optional package that a feature needs is not installed (the message says how to
+    install it)."""
+
+
 # What the command line reports in one line (exit status 2) instead of a traceback.
 USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, TypeError, OSError, MgNetError)
 
 _repr = reprlib.Repr()
 _repr.maxstring = _repr.maxother = QUOTE_LIMIT
 _repr.maxlevel, _repr.maxdict, _repr.maxlist = 3, 8, 8
+
+
+def first_line(error: BaseException, limit: int = QUOTE_LIMIT) -> str:
+    """The first line of ``error``'s message (its type's name when empty), at most ``limit``
+    characters: for wrapping an error from a library into a one-line message."""
+    text = str(error).strip()
+    line = text.splitlines()[0] if text else type(error).__name__
+    return line if len(line) <= limit else line[: limit - 3] + "..."
 
 
 def quote(value: object, limit: int = QUOTE_LIMIT) -> str:

@@ -20,7 +20,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from mgnet.errors import USER_ERRORS, MgNetError
+from mgnet.errors import USER_ERRORS, MgNetError, first_line
 
 __all__ = ["SUBCOMMANDS", "UserError", "build_parser", "main"]
 
@@ -68,14 +68,6 @@ def _debug_env() -> bool:
     return os.environ.get("MGNET_DEBUG", "").strip().lower() not in ("", "0", "false", "no")
 
 
-def _one_line(error: BaseException) -> str:
-    text = str(error).strip()
-    line = text.splitlines()[0] if text else type(error).__name__
-    if len(line) > MESSAGE_LIMIT:
-        line = f"{line[:MESSAGE_LIMIT]}... ({len(line) - MESSAGE_LIMIT} more characters)"
-    return line
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     debug = vars(args).pop("debug", False) or _debug_env()
@@ -94,5 +86,5 @@ def main(argv: Sequence[str] | None = None) -> int:
     except USER_ERRORS as e:
         if debug:
             raise
-        print(f"mgnet {args.command}: error: {_one_line(e)}", file=sys.stderr)
+        print(f"mgnet {args.command}: error: {first_line(e, MESSAGE_LIMIT)}", file=sys.stderr)
         return 2

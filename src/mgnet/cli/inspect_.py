@@ -10,7 +10,9 @@ import argparse
 import json
 
 from mgnet.cli import UserError
-from mgnet.constants import CYCLES, DIMS, SMOOTHERS
+from mgnet.cli.solve import _parse_nu
+from mgnet.constants import CYCLES, DIMS, PROBLEMS, SMOOTHERS
+from mgnet.plotting import check_png_path
 
 __all__ = ["add_parser", "run"]
 
@@ -46,11 +48,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--index", type=int, default=0, help="test-split index of the image")
     p.add_argument("--channels", type=int, default=4, help="channels drawn per tensor")
     p.add_argument("--solver", action="store_true", help="inspect the multigrid solver")
-    p.add_argument("--problem", default="poisson", help="solver: model problem")
+    p.add_argument("--problem", default="poisson", choices=PROBLEMS, help="solver: model problem")
     p.add_argument("--dim", type=int, default=2, choices=DIMS, help="solver: dimension")
     p.add_argument("--n", type=int, default=63, help="solver: interior nodes per axis")
     p.add_argument("--smoother", default="jacobi", choices=SMOOTHERS)
-    p.add_argument("--nu", default="2,2", help="solver: pre,post sweeps (default 2,2)")
+    p.add_argument(
+        "--nu", default="2,2", help="solver: pre,post sweeps, or one count for both (default 2,2)"
+    )
     p.add_argument("--cycle", default="V", choices=CYCLES)
     p.add_argument("--seed", type=int, default=0, help="solver: seed of the initial guess")
     p.add_argument("--out", default="inspect.png", metavar="OUT.png", help="PNG to write")
@@ -61,10 +65,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from mgnet import inspect as mi
+    from mgnet import visualize as mi
 
-    if not args.out.lower().endswith(".png"):
-        raise UserError(f"--out: expected a .png file name, got {args.out!r}")
+    check_png_path(args.out, "--out")
     if args.solver:
         if args.model or args.checkpoint or args.image:
             raise UserError(
@@ -73,12 +76,7 @@ def run(args: argparse.Namespace) -> int:
             )
         from mgnet.multigrid import MultigridSolver, make_problem
 
-        try:
-            nu = tuple(int(x) for x in args.nu.split(","))
-        except ValueError:
-            nu = ()
-        if len(nu) != 2 or min(nu) < 0:
-            raise UserError(f"--nu: expected 'pre,post' with integers >= 0, got {args.nu!r}")
+        nu = _parse_nu(args.nu, args.smoother)
         prob = make_problem(args.problem, args.dim, args.n)
         solver = MultigridSolver(prob.A, smoother=args.smoother, nu=nu, device="cpu")
         gen = torch.Generator().manual_seed(args.seed)

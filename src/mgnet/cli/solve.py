@@ -7,6 +7,7 @@ import json
 
 from mgnet.cli import UserError
 from mgnet.constants import COARSE, CYCLES, DIMS, PRECISIONS, PROBLEMS, SMOOTHERS
+from mgnet.plotting import check_png_path, figure, save_png
 
 __all__ = ["add_parser", "run"]
 
@@ -90,8 +91,8 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     if args.tol <= 0:
         raise UserError(f"--tol: must be positive, got {args.tol}")
-    if args.plot is not None and not args.plot.lower().endswith(".png"):
-        raise UserError(f"--plot: expected a .png file name, got {args.plot!r}")
+    if args.plot is not None:
+        check_png_path(args.plot, "--plot")
     prob = make_problem(args.problem, args.dim, args.n)
     t0 = time.perf_counter()
     ml = MultigridSolver(
@@ -164,14 +165,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _plot_solve(path: str, history: list[float], u, info: dict) -> None:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError as e:
-        raise UserError("--plot: needs matplotlib (pip install 'torch-mgnet[plot]')") from e
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
+    fig = figure(10, 4)
+    ax1, ax2 = fig.subplots(1, 2)
     ax1.semilogy(range(len(history)), [h / history[0] for h in history], "o-")
     ax1.set_xlabel("cycle" if info["cycle"] != "pcg" else "CG iteration")
     ax1.set_ylabel("||f - A u|| / ||f||")
@@ -188,5 +183,4 @@ def _plot_solve(path: str, history: list[float], u, info: dict) -> None:
         fig.colorbar(im, ax=ax2)
     ax2.set_title(f"solution ({info['problem']}, {info['dim']}D, n={info['n']})")
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save_png(fig, path, "--plot")
