@@ -20,12 +20,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import torch
+
     from mgnet.models import count_parameters, create_model, list_models, model_info
 
     rows = []
     for name in list_models():
         info = model_info(name)
-        model = create_model(name)
+        with torch.device("meta"):  # shapes only: counted without allocating the weights
+            model = create_model(name)
         rows.append(
             {
                 "name": name,
@@ -39,12 +42,14 @@ def run(args: argparse.Namespace) -> int:
         )
     if args.json:
         print(json.dumps(rows, indent=2))
-    else:
-        print(f"{'name':<22}{'parameters':>13}  {'classes':>7}  {'input':>9}  description")
-        for r in rows:
-            size = f"{r['in_channels']}x{r['input_size']}"
-            print(
-                f"{r['name']:<22}{r['parameters']:>13,}  {r['num_classes']:>7}  {size:>9}  "
-                f"{r['description']}"
-            )
+        return 0
+    table = [("name", "parameters", "classes", "input", "description")]
+    for r in rows:
+        size = f"{r['in_channels']}x{r['input_size']}"
+        table.append((r["name"], f"{r['parameters']:,}", str(r["num_classes"]), size,
+                      r["description"]))  # fmt: skip
+    widths = [max(len(row[i]) for row in table) for i in range(4)]
+    for row in table:  # the name left-aligned, the numbers right-aligned, then the text
+        cells = [row[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(row[1:4], widths[1:])]
+        print("  ".join([*cells, row[4]]))
     return 0
