@@ -22,7 +22,14 @@ def _key_value(text: str) -> tuple[str, object]:
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    from mgnet.train.config import AMP_MODES, LOADERS, OPTIMIZERS, SCHEDULERS, TrainConfig
+    from mgnet.train.config import (
+        AMP_MODES,
+        LOADERS,
+        OPTIMIZERS,
+        SCHEDULERS,
+        TrainConfig,
+        list_recipes,
+    )
 
     d = TrainConfig()
     p = sub.add_parser(
@@ -35,7 +42,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "flags.",
     )
     arg = p.add_argument
-    arg("-c", "--config", metavar="FILE", help="a recipe: JSON or YAML mapping of config fields")
+    arg(
+        "-c",
+        "--config",
+        metavar="RECIPE",
+        help="a recipe: a JSON or YAML file mapping config fields, or the name of a packaged "
+        f"one ({', '.join(list_recipes())})",
+    )
     arg("--model", help=f"registry name or spec string (default: {d.model})")
     arg(
         "--model-kwargs",
