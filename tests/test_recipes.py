@@ -17,12 +17,16 @@ RECIPES = sorted(CONFIGS.glob("*.yaml"))
 
 
 def test_the_four_recipes_exist():
-    assert {p.stem for p in RECIPES} == set(list_recipes()) >= {
-        "cifar10_mgnet_paper",
-        "cifar100_mgnet_paper",
-        "imagenet_mgnet_paper",
-        "cifar10_fast",
-    }
+    assert (
+        {p.stem for p in RECIPES}
+        == set(list_recipes())
+        >= {
+            "cifar10_mgnet_paper",
+            "cifar100_mgnet_paper",
+            "imagenet_mgnet_paper",
+            "cifar10_fast",
+        }
+    )
 
 
 @pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.stem)

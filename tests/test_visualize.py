@@ -7,10 +7,10 @@ import pytest
 import torch
 
 from mgnet.cli import main
-from mgnet.visualize import inspect_classifier, inspect_solver, load_image, model_from_checkpoint
 from mgnet.models import create_model
 from mgnet.multigrid import MultigridSolver
 from mgnet.stencils import laplacian
+from mgnet.visualize import inspect_classifier, inspect_solver, load_image, model_from_checkpoint
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
