@@ -165,7 +165,8 @@ def model_from_checkpoint(
     weights = state["model"] if isinstance(state.get("model"), dict) else state
     name = model or config.get("model")
     if name is None:
-        raise ValueError(f"model: {str(path)!r} is a bare state dict; pass the model name")
+        what = "names no model (no config)" if weights is not state else "is a bare state dict"
+        raise ValueError(f"model: {quote(str(path))} {what}; pass the model name")
     head = weights.get("fc.weight")
     stem = next((v for k, v in weights.items() if k.startswith("cycle.f_in.0.")), None)
     kwargs = dict(config.get("model_args") or {}) if model is None else {}

@@ -45,7 +45,8 @@ class _Version(argparse.Action):
     def __call__(self, parser, namespace, values, option_string=None) -> None:
         import mgnet
 
-        parser.exit(message=f"mgnet {mgnet.__version__}\n")
+        print(f"mgnet {mgnet.__version__}")
+        parser.exit()
 
 
 def build_parser() -> argparse.ArgumentParser:
