@@ -29,7 +29,7 @@ import torch
 from torch import Tensor, nn
 
 from mgnet.constants import EXPORT_FORMATS
-from mgnet.errors import MgNetError
+from mgnet.errors import MgNetError, first_line
 
 __all__ = [
     "EXPORT_FORMATS",
@@ -91,11 +91,6 @@ def _check_args(
             f"accepted: (batch, {in_channels}, ...)"
         )
     return Path(path), shape
-
-
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return (text.splitlines()[0] if text else type(e).__name__)[:240]
 
 
 def _export_onnx(model: nn.Module, example: Tensor, path: Path, opset: int | None) -> None:
@@ -178,7 +173,7 @@ def export_model(
             net(example)
     except (RuntimeError, ValueError) as e:
         raise ValueError(
-            f"input_shape: the model cannot take a {shape} input ({_first_line(e)})"
+            f"input_shape: the model cannot take a {shape} input ({first_line(e, 240)})"
         ) from None
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
@@ -192,7 +187,7 @@ def export_model(
                 traced.save(str(path))
     except Exception as e:
         raise ExportError(
-            f"export: writing {format} to {str(path)!r} failed ({_first_line(e)})"
+            f"export: writing {format} to {str(path)!r} failed ({first_line(e, 240)})"
         ) from None
 
     diff = None
