@@ -72,8 +72,8 @@ def _debug_env() -> bool:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     debug = vars(args).pop("debug", False) or _debug_env()
-    # TODO(lead): attach the CLI's stdout log handler here once the trainer's logging
-    # module (e.g. mgnet.log) is on main: one call, before args.run(args).
+    # TODO(lead): once the trainer's mgnet/log.py is on main, call its
+    # setup_cli_logging() here (the package logs; the command prints its messages).
     try:
         return args.run(args)
     except KeyboardInterrupt:
