@@ -4,6 +4,7 @@ one-line errors of `mgnet data darcy` and the reader."""
 
 import json
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -390,3 +391,14 @@ def test_cli_errors_are_one_line(tmp_path, capsys, extra, match):
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and err.startswith("mgnet data: error: ")
     assert re.search(match, err), err
+
+
+def test_docs_darcy_python_blocks_run(tmp_path, monkeypatch):
+    """docs/darcy.md's python blocks run as written (in a scratch folder)."""
+    doc = Path(__file__).resolve().parents[1] / "docs" / "darcy.md"
+    blocks = re.findall(r"```python\n(.*?)```", doc.read_text(), re.S)
+    assert blocks
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
+    for block in blocks:
+        exec(compile(block, str(doc), "exec"), namespace)
