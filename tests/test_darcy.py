@@ -402,3 +402,19 @@ def test_docs_darcy_python_blocks_run(tmp_path, monkeypatch):
     namespace: dict = {}
     for block in blocks:
         exec(compile(block, str(doc), "exec"), namespace)
+
+
+def test_write_without_hard_links(tmp_path, monkeypatch):
+    """On a file system without hard links the no-overwrite write still refuses an existing
+    file and otherwise renames the temporary file into place, leaving no temporary."""
+
+    def no_link(src, dst):
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(darcy.os, "link", no_link)
+    x = np.ones((1, 3, 3))
+    write_darcy_mat(tmp_path / "a.mat", x, x)
+    assert read_darcy_mat(tmp_path / "a.mat")[0].shape == (1, 3, 3)
+    with pytest.raises(ValueError, match="a.mat' exists; pass --force"):
+        write_darcy_mat(tmp_path / "a.mat", x, 2 * x)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.mat"]

@@ -340,15 +340,18 @@ def _write_atomic(path: Path, write: Callable[[Any], None], force: bool) -> None
             write(fh)
             fh.flush()
             os.fsync(fh.fileno())
+        exists = ValueError(f"-o: {str(path)!r} exists; pass --force to overwrite it")
         if force:
             os.replace(tmp, path)
         else:
             try:
                 os.link(tmp, path)
             except FileExistsError:
-                raise ValueError(
-                    f"-o: {str(path)!r} exists; pass --force to overwrite it"
-                ) from None
+                raise exists from None
+            except OSError:  # a file system without hard links: check, then rename
+                if path.exists():
+                    raise exists from None
+                os.replace(tmp, path)
     except OSError as e:
         raise ValueError(f"-o: cannot write {str(path)!r}: {e.strerror or e}") from None
     finally:
@@ -560,7 +563,9 @@ def _check_shapes(path: Path, shapes: dict[str, tuple[int, ...]]) -> int:
     return shapes["coeff"][1]
 
 
-def _read_v5(path: Path, stride, resolution, limit) -> list[np.ndarray]:
+def _read_v5(
+    path: Path, stride: int | None, resolution: int | None, limit: int | None
+) -> list[np.ndarray]:
     from scipy.io import loadmat, whosmat
 
     try:
@@ -575,7 +580,9 @@ def _read_v5(path: Path, stride, resolution, limit) -> list[np.ndarray]:
     return [raw[k][:limit, ::m, ::m] for k in ("coeff", "sol")]
 
 
-def _read_v73(path: Path, stride, resolution, limit) -> list[np.ndarray]:
+def _read_v73(
+    path: Path, stride: int | None, resolution: int | None, limit: int | None
+) -> list[np.ndarray]:
     """A v7.3 (HDF5) file: MATLAB's column-major (N, s, s) is stored as (s, s, N); only
     the kept nodes and samples are read."""
     try:
