@@ -34,7 +34,7 @@ thread, torch 2.14.1 CPU, SciPy 1.17.1, PyAMG 5.4.1), one run::
      257^2    3.3 /  10.3    0.9 /   3.0 ( 3.4x)    1.2 /   3.8 ( 2.7x)
 
 (x): mgnet's CPU-time rate over the other's. At 65^2 a sparse direct solve is twice as
-fast (a 7-level cycle's Python overhead per sample outweighs 3,969 unknowns); from 129^2
+fast (the Python overhead of the set-up and of each V-cycle outweighs 3,969 unknowns); from 129^2
 on the multigrid solve wins, and by more as the grid grows. The target holds by CPU time;
 wall-clock it holds only on an unloaded core.
 """
