@@ -88,7 +88,8 @@ def test_every_subcommand_module_has_add_parser_and_run():
 
     parser = build_parser()
     names = set(next(a for a in parser._actions if a.dest == "command").choices)
-    assert names == {"models", "solve", "inspect", "export", "train", "demo", "eval", "plot"}
+    expected = {"models", "solve", "inspect", "export", "train", "demo", "eval", "plot", "data"}
+    assert names == expected
     for name in SUBCOMMANDS:
         module = importlib.import_module(f"mgnet.cli.{name}")
         assert callable(module.add_parser) and callable(module.run)

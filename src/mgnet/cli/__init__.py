@@ -26,7 +26,7 @@ __all__ = ["SUBCOMMANDS", "UserError", "build_parser", "main"]
 
 # Modules of mgnet.cli, one per subcommand, in the order of `mgnet --help`.
 # (`inspect_`: a module named `inspect` would shadow the standard library's.)
-SUBCOMMANDS = ["models", "solve", "inspect_", "export", "train", "demo", "eval", "plot"]
+SUBCOMMANDS = ["models", "solve", "inspect_", "export", "train", "demo", "eval", "plot", "data"]
 
 MESSAGE_LIMIT = 500  # characters of an error line; a message quotes at most ~200 of a value
 
