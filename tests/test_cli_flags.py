@@ -1,211 +1,277 @@
-"""Every flag of `mgnet train`, `mgnet eval` and `mgnet export`, through the real parser,
-with its effect on the resolved config or on the call it makes. A flag added to one of
-the three commands without a row here fails `test_every_flag_is_covered`."""
+"""Every flag of `mgnet solve`, `mgnet inspect` and `mgnet demo` is passed here and checked
+against what it changes: the printed figures, the written PNG, or the arguments the
+handler hands to the package. (models and plot: tests/test_cli.py; train, eval, export:
+their own test files.)"""
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
+import struct
 
+import numpy as np
 import pytest
+import torch
 
-import mgnet.cli as cli
-from mgnet.cli import build_parser, main
+import mgnet.demo
+import mgnet.multigrid as multigrid
+from mgnet.cli import main
 
-TINY = "mgnet[1,1]-8"
-
-
-def _options(command: str) -> set[str]:
-    parser = build_parser()
-    sub = next(a for a in parser._actions if a.dest == "command").choices[command]
-    return {s for a in sub._actions if a.dest != "help" for s in a.option_strings}
+PNG = b"\x89PNG\r\n\x1a\n"
 
 
-def _covered(rows) -> set[str]:
-    return {arg for row in rows for arg in row[0] if arg.startswith("-")}
-
-
-# ------------------------------------------------------------------------------- train
-# (argv, field of the resolved TrainConfig, value it must hold)
-TRAIN = [
-    (["--model", "mgnet[2,2]-16"], "model", "mgnet[2,2]-16"),
-    (["--model-kwargs", "width=8", "blocks=[1,1]"], "model_args", {"width": 8, "blocks": [1, 1]}),
-    (["--in-channels", "1"], "in_channels", 1),
-    (["--data", "cifar10"], "data", "cifar10"),
-    (["--data-dir", "/data/x"], "data_dir", "/data/x"),
-    (["--download"], "download", True),
-    (["--no-augment"], "augment", False),
-    (["--epochs", "7"], "epochs", 7),
-    (["-b", "96"], "batch_size", 96),
-    (["--batch-size", "48"], "batch_size", 48),
-    (["--lr", "0.05"], "lr", 0.05),
-    (["--momentum", "0.8"], "momentum", 0.8),
-    (["--wd", "1e-4"], "weight_decay", 1e-4),
-    (["--weight-decay", "2e-4"], "weight_decay", 2e-4),
-    (["--opt", "adamw"], "optimizer", "adamw"),
-    (["--lr-scheduler", "step"], "lr_scheduler", "step"),
-    (["--lr-step-size", "3"], "lr_step_size", 3),
-    (["--lr-gamma", "0.5"], "lr_gamma", 0.5),
-    (["--warmup-epochs", "2"], "warmup_epochs", 2),
-    (["--label-smoothing", "0.2"], "label_smoothing", 0.2),
-    (["--mixup", "0.4"], "mixup", 0.4),
-    (["--cutmix", "1.0"], "cutmix", 1.0),
-    (["--model-ema"], "model_ema", True),
-    (["--model-ema-decay", "0.99"], "model_ema_decay", 0.99),
-    (["--seed", "5"], "seed", 5),
-    (["--device", "cpu"], "device", "cpu"),
-    (["--amp", "bf16"], "amp", "bf16"),
-    (["--channels-last"], "channels_last", True),
-    (["-j", "3"], "workers", 3),
-    (["--workers", "2"], "workers", 2),
-    (["--loader", "torch"], "loader", "torch"),
-    (["--threads", "2"], "threads", 2),
-    (["--sync-bn"], "sync_bn", True),
-    (["--compile"], "compile", True),
-    (["--deterministic"], "deterministic", True),
-    (["--protocol", "paper"], "protocol", "paper"),
-    (["--tensorboard"], "tensorboard", True),
-    (["-o", "runs/x"], "output_dir", "runs/x"),
-    (["--output-dir", "runs/y"], "output_dir", "runs/y"),
-    (["--no-progress"], "progress", False),
-]
-
-
-@pytest.mark.parametrize("argv, field, value", TRAIN, ids=lambda v: str(v))
-def test_train_flag_sets_its_config_field(argv, field, value):
-    args = build_parser().parse_args(["train", *argv])
-    cfg = cli._train_config(args)
-    assert getattr(cfg, field) == value
-    default = getattr(cli._train_config(build_parser().parse_args(["train"])), field)
-    assert default != value  # the flag changed something
-
-
-def test_train_recipe_resume_and_test_only(tmp_path, monkeypatch, capsys):
-    recipe = tmp_path / "r.json"
-    recipe.write_text(json.dumps({"epochs": 4, "lr": 0.3}))
-    for flag in ("-c", "--config"):
-        cfg = cli._train_config(build_parser().parse_args(["train", flag, str(recipe)]))
-        assert (cfg.epochs, cfg.lr) == (4, 0.3)
-    run = tmp_path / "run"
-    argv = ["train", "--model", TINY, "--epochs", "1", "-b", "128", "--threads", "1",
-            "--no-progress", "-o", str(run)]  # fmt: skip
+def run_json(argv, capsys) -> dict:
     assert main(argv) == 0
-    cfg = cli._train_config(build_parser().parse_args(["train", "--resume", str(run)]))
-    assert cfg.output_dir == str(run) and cfg.model == TINY and cfg.epochs == 1
-    import mgnet.train
-
-    tested = []
-    monkeypatch.setattr(mgnet.train, "test_checkpoint", lambda c: tested.append(c.output_dir))
-    assert main(["train", "--resume", str(run), "--test-only"]) == 0
-    assert tested == [str(run)]
+    return json.loads(capsys.readouterr().out)
 
 
-# -------------------------------------------------------------------------------- eval
-EVAL = [
-    (["--data", "digits"], "data", "digits"),
-    (["--data-dir", "/data/x"], "data_dir", "/data/x"),
-    (["--split", "val"], "split", "val"),
-    (["--device", "cpu"], "device", "cpu"),
-    (["-b", "64"], "batch_size", 64),
-    (["--batch-size", "32"], "batch_size", 32),
-    (["-o", "x.json"], "out", "x.json"),
-    (["--out", "y.json"], "out", "y.json"),
-    (["--no-plot"], "plot", False),
-    (["--force"], "force", True),
-]
+def png_width(path) -> int:
+    data = path.read_bytes()
+    assert data[:8] == PNG
+    return struct.unpack(">I", data[16:20])[0]
 
 
-def _fake_eval(calls):
-    from mgnet.train.evaluation import EvalResult
+@pytest.fixture
+def solver_calls(monkeypatch):
+    """Records what the handlers pass to MultigridSolver and to its solve/pcg/fmg."""
+    calls: dict = {}
+    real = multigrid.MultigridSolver
 
-    def fake(checkpoint, **kwargs):
-        calls.append({"checkpoint": str(checkpoint), **kwargs})
-        return EvalResult(str(checkpoint), TINY, "digits", "test", 3, 100.0, 100.0, 5, 0.1,
-                          ["0", "1"], [[1, 0], [0, 2]], "e.json", None)  # fmt: skip
+    class Spy(real):
+        def __init__(self, A, **kwargs):
+            calls["init"] = kwargs
+            super().__init__(A, **kwargs)
 
-    return fake
+        def solve(self, f, **kwargs):
+            calls["solve"] = kwargs
+            return super().solve(f, **kwargs)
+
+        def pcg(self, f, **kwargs):
+            calls["pcg"] = kwargs
+            return super().pcg(f, **kwargs)
+
+        def fmg(self, f, *args, **kwargs):
+            calls["fmg"] = (args, kwargs)
+            return super().fmg(f, *args, **kwargs)
+
+    monkeypatch.setattr(multigrid, "MultigridSolver", Spy)
+    return calls
 
 
-@pytest.mark.parametrize("argv, key, value", EVAL, ids=lambda v: str(v))
-def test_eval_flag_reaches_the_evaluation(argv, key, value, monkeypatch, capsys):
-    import mgnet.train.evaluation as evaluation
+# ------------------------------------------------------------------------------ solve
+def test_solve_passes_every_flag_to_the_solver(solver_calls, monkeypatch, capsys):
+    threads = []
+    monkeypatch.setattr(torch, "set_num_threads", threads.append)
+    argv = ["solve", "--problem", "anisotropic", "--dim", "2", "--n", "31", "--cycle", "W",
+            "--smoother", "chebyshev", "--nu", "3,1", "--coarse", "galerkin", "--tol", "1e-4",
+            "--maxiter", "40", "--dtype", "float32", "--device", "cpu", "--threads", "1",
+            "--json"]  # fmt: skip
+    out = run_json(argv, capsys)
+    assert solver_calls["init"] == {
+        "smoother": "chebyshev",
+        "nu": (3, 1),
+        "coarse": "galerkin",
+        "precision": "float32",
+        "device": "cpu",
+    }
+    assert {k: solver_calls["solve"][k] for k in ("tol", "maxiter", "cycle")} == {
+        "tol": 1e-4,
+        "maxiter": 40,
+        "cycle": "W",
+    }
+    assert threads == [1]
+    assert (out["problem"], out["dim"], out["n"], out["unknowns"]) == ("anisotropic", 2, 31, 961)
+    assert (out["cycle"], out["smoother"], out["nu"], out["dtype"], out["device"]) == (
+        "W", "chebyshev", [3, 1], "float32", "cpu",
+    )  # fmt: skip
+    assert out["relative_residual"] <= 1e-4
 
+
+def test_solve_tol_and_maxiter_change_the_iterations(solver_calls, capsys):
+    base = ["solve", "--n", "63", "--threads", "1", "--json"]
+    loose = run_json([*base, "--tol", "1e-3"], capsys)
+    tight = run_json([*base, "--tol", "1e-10"], capsys)
+    assert loose["relative_residual"] <= 1e-3 < loose["residuals"][-2] / loose["residuals"][0]
+    assert tight["relative_residual"] <= 1e-10
+    assert loose["iterations"] < tight["iterations"]
+    main([*base, "--tol", "1e-14", "--maxiter", "2"])  # not converged: exit status aside
+    capsys.readouterr()
+    assert solver_calls["solve"]["maxiter"] == 2
+
+
+def test_solve_pcg_and_fmg_get_their_flags(solver_calls, capsys):
+    run_json(["solve", "--n", "31", "--cycle", "pcg", "--tol", "1e-9", "--maxiter", "7",
+              "--json"], capsys)  # fmt: skip
+    assert (solver_calls["pcg"]["tol"], solver_calls["pcg"]["maxiter"]) == (1e-9, 7)
+    out = run_json(["solve", "--n", "31", "--cycle", "fmg", "--dim", "1", "--json"], capsys)
+    assert "fmg" in solver_calls and (out["iterations"], out["unknowns"]) == (1, 31)
+
+
+def test_solve_text_output_and_plot(tmp_path, capsys):
+    assert main(["solve", "--n", "31", "--plot", str(tmp_path / "s.png")]) == 0
+    out = capsys.readouterr().out
+    assert "poisson 2D, 961 unknowns, V-cycle: " in out and "iterations" in out
+    assert f"saved {tmp_path / 's.png'}" in out and png_width(tmp_path / "s.png") == 1000
+
+
+@pytest.mark.parametrize(
+    "plot,message",
+    [("folder.png", "--plot: "), ("missing/s.png", "does not exist"), ("s.svg", ".png")],
+)
+def test_solve_bad_plot_is_refused_before_solving(plot, message, solver_calls, tmp_path,
+                                                  capsys):  # fmt: skip
+    (tmp_path / "folder.png").mkdir()
+    assert main(["solve", "--n", "31", "--plot", str(tmp_path / plot)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and "\n" not in err and "Traceback" not in err
+    assert "init" not in solver_calls  # nothing was set up
+
+
+# ---------------------------------------------------------------------------- inspect
+def test_inspect_solver_flags_are_the_library_call(tmp_path, capsys):
+    from mgnet.multigrid import MultigridSolver, make_problem
+    from mgnet.visualize import inspect_solver
+
+    def argv(seed: int = 5, cycle: str = "W") -> list[str]:
+        return ["inspect", "--solver", "--problem", "diffusion", "--dim", "1", "--n", "31",
+                "--smoother", "rbgs", "--nu", "3", "--cycle", cycle, "--seed", str(seed),
+                "--out", str(tmp_path / f"{cycle}{seed}.png"), "--json"]  # fmt: skip
+
+    got = run_json(argv(), capsys)
+    prob = make_problem("diffusion", 1, 31)
+    solver = MultigridSolver(prob.A, smoother="rbgs", nu=(3, 3), device="cpu")
+    x0 = torch.rand(31, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    want = inspect_solver(solver, prob.f, x0=x0, cycle="W")
+    assert got["events"] == want.events and got["corrections"] == want.corrections
+    assert got["levels"] == solver.levels and got["out"] == str(tmp_path / "W5.png")
+    # another seed is another initial guess; a V-cycle visits the coarse grids once
+    other = run_json(argv(seed=6), capsys)
+    assert other["corrections"] != got["corrections"]
+    v = run_json(argv(cycle="V"), capsys)
+    assert len(v["events"]) < len(got["events"])
+
+
+def test_inspect_solver_text_output(tmp_path, capsys):
+    assert main(["inspect", "--solver", "--n", "15", "--out", str(tmp_path / "v.png")]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("poisson 2D n=15, one V-cycle (jacobi, nu=(2, 2))")
+    assert out.rstrip().endswith(f"saved {tmp_path / 'v.png'}")
+
+
+@pytest.fixture
+def digits_checkpoint(tmp_path):
+    from mgnet.models import create_model
+
+    torch.manual_seed(0)
+    model = create_model("mgnet_digits").eval()
+    path = tmp_path / "ck.pt"
+    torch.save({"model": model.state_dict(), "config": {"model": "mgnet_digits",
+                "data": "digits"}}, path)  # fmt: skip
+    return model, path
+
+
+def test_inspect_checkpoint_image_and_channels(digits_checkpoint, tmp_path, capsys):
+    from mgnet.visualize import load_image
+
+    model, ck = digits_checkpoint
+    image = tmp_path / "x.npy"
+    np.save(image, np.random.default_rng(0).random((8, 8)).astype(np.float32))
+    argv = ["inspect", "--checkpoint", str(ck), "--image", str(image), "--json"]
+    wide = run_json([*argv, "--channels", "2", "--out", str(tmp_path / "2.png")], capsys)
+    with torch.no_grad():
+        expected = int(model(load_image(image, 1, 8)).argmax())
+    assert wide["prediction"] == expected and wide["label"] is None
+    narrow = run_json([*argv, "--channels", "1", "--out", str(tmp_path / "1.png")], capsys)
+    assert png_width(tmp_path / "1.png") < png_width(tmp_path / "2.png")
+    assert narrow["events"] == wide["events"]
+    # --model overrides the checkpoint's own name (a bare state dict needs it)
+    torch.save(model.state_dict(), tmp_path / "bare.pt")
+    bare = run_json(["inspect", "--checkpoint", str(tmp_path / "bare.pt"), "--model",
+                     "mgnet_digits", "--image", str(image), "--out",
+                     str(tmp_path / "b.png"), "--json"], capsys)  # fmt: skip
+    assert bare["prediction"] == expected
+
+
+def test_inspect_data_data_dir_and_index(monkeypatch, tmp_path, capsys):
+    import mgnet.data
+
+    seen = []
+    real = mgnet.data.get_dataset
+
+    def spy(name, root=None, **kwargs):
+        seen.append((name, root))
+        return real(name, root=root, **kwargs)
+
+    monkeypatch.setattr(mgnet.data, "get_dataset", spy)
+    got = run_json(["inspect", "--model", "mgnet_digits", "--data", "digits", "--data-dir",
+                    str(tmp_path), "--index", "7", "--out", str(tmp_path / "d.png"),
+                    "--json"], capsys)  # fmt: skip
+    assert seen == [("digits", str(tmp_path))]
+    assert got["label"] == int(real("digits", augment=False).test[7][1])
+
+
+@pytest.mark.parametrize(
+    "name,content,message",
+    [
+        ("junk.pt", b"hello, not a tensor file", "cannot read"),
+        ("dict.pt", {"a": torch.zeros(2)}, "holds a dict, not a tensor"),
+        ("text.npy", np.array(["a", "b"]), "not of numbers"),
+        ("junk.npy", b"\x93NUMPY garbage", "cannot read"),
+        ("junk.png", b"\x89PNG\r\n\x1a\n broken", "cannot read"),
+        ("nan.npy", np.full((8, 8), np.nan), "NaN or infinite"),
+        ("empty.npy", np.zeros((0, 8)), "empty"),
+        ("image.gif", b"GIF89a", "is not a .png, .jpg, .npy or .pt file"),
+    ],
+)
+def test_inspect_image_that_is_not_an_image_is_one_line(name, content, message, tmp_path,
+                                                        capsys):  # fmt: skip
+    path = tmp_path / name
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    elif isinstance(content, np.ndarray):
+        with open(path, "wb") as fh:
+            np.save(fh, content)
+    else:
+        torch.save(content, path)
+    argv = ["inspect", "--model", "mgnet_digits", "--image", str(path), "--out",
+            str(tmp_path / "i.png")]  # fmt: skip
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and "\n" not in err and "Traceback" not in err
+
+
+def test_inspect_out_folder_is_one_line(tmp_path, capsys):
+    (tmp_path / "o.png").mkdir()
+    assert main(["inspect", "--solver", "--n", "15", "--out", str(tmp_path / "o.png")]) == 2
+    assert "is a folder" in capsys.readouterr().err
+
+
+def test_inspect_checkpoint_without_config_is_one_line(digits_checkpoint, tmp_path, capsys):
+    model, _ = digits_checkpoint
+    torch.save({"model": model.state_dict()}, tmp_path / "noconfig.pt")
+    assert main(["inspect", "--checkpoint", str(tmp_path / "noconfig.pt")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "names no model" in err and "\n" not in err
+
+
+# ------------------------------------------------------------------------------- demo
+def test_demo_passes_every_flag(monkeypatch, tmp_path):
     calls = []
-    monkeypatch.setattr(evaluation, "evaluate_checkpoint", _fake_eval(calls))
-    assert main(["eval", "--checkpoint", "c.pt", *argv]) == 0
-    assert calls[0]["checkpoint"] == "c.pt" and calls[0][key] == value
-    main(["eval", "--checkpoint", "c.pt"])
-    assert calls[1][key] != value  # the default differs
+    monkeypatch.setattr(mgnet.demo, "run_demo", lambda **kw: calls.append(kw))
+    assert main(["demo"]) == 0
+    argv = ["demo", "--epochs", "2", "--baseline", "plain_cnn", "--seed", "3", "--device",
+            "cpu", "--threads", "2", "-o", str(tmp_path), "--poisson-n", "63"]  # fmt: skip
+    assert main(argv) == 0
+    defaults = dict(epochs=None, baseline="preact_resnet18", seed=0, device="auto", threads=1,
+                    output_dir=None, poisson_n=1023)  # fmt: skip
+    given = dict(epochs=2, baseline="plain_cnn", seed=3, device="cpu", threads=2,
+                 output_dir=str(tmp_path), poisson_n=63)  # fmt: skip
+    assert calls == [defaults, given]
 
 
-def test_eval_json_prints_the_figures(monkeypatch, capsys):
-    import mgnet.train.evaluation as evaluation
+def test_demo_poisson_is_the_multigrid_part(capsys):
+    from mgnet.demo import demo_poisson
 
-    monkeypatch.setattr(evaluation, "evaluate_checkpoint", _fake_eval([]))
-    assert main(["eval", "--checkpoint", "c.pt", "--json"]) == 0
-    assert json.loads(capsys.readouterr().out)["count"] == 3
-    assert main(["eval", "--checkpoint", "c.pt"]) == 0
-    assert "top-1 100.00%" in capsys.readouterr().out
-
-
-# ------------------------------------------------------------------------------ export
-EXPORT = [
-    (["--format", "torchscript"], "format", "torchscript"),
-    (["-o", "m.onnx"], "path", "m.onnx"),
-    (["--out", "n.onnx"], "path", "n.onnx"),
-    (["--input-size", "16"], "input_shape", (1, 1, 16, 16)),
-    (["--atol", "0.01"], "atol", 0.01),
-    (["--no-check"], "check", False),
-]
-
-
-def _fake_export(monkeypatch, calls):
-    import torch
-
-    import mgnet.export as export
-
-    def model_from_checkpoint(path):
-        calls.append({"checkpoint": str(path)})
-        return torch.nn.Identity(), (1, 1, 8, 8), {"model": TINY, "data": "digits"}
-
-    def export_model(model, path, format, input_shape, check, atol):
-        calls[-1].update(path=str(path), format=format, input_shape=input_shape, check=check,
-                         atol=atol)  # fmt: skip
-        return export.ExportResult(Path(path), format, input_shape, None)
-
-    monkeypatch.setattr(export, "model_from_checkpoint", model_from_checkpoint)
-    monkeypatch.setattr(export, "export_model", export_model)
-
-
-@pytest.mark.parametrize("argv, key, value", EXPORT, ids=lambda v: str(v))
-def test_export_flag_reaches_the_export(argv, key, value, monkeypatch, capsys):
-    calls = []
-    _fake_export(monkeypatch, calls)
-    assert main(["export", "--checkpoint", "c.pt", *argv]) == 0
-    assert calls[0]["checkpoint"] == "c.pt" and calls[0][key] == value
-    assert main(["export", "--checkpoint", "c.pt"]) == 0
-    assert calls[1][key] != value
-
-
-def test_export_force_overwrites_a_runs_file(tmp_path, monkeypatch, capsys):
-    calls = []
-    _fake_export(monkeypatch, calls)
-    (tmp_path / "checkpoint.pt").write_bytes(b"x")
-    target = str(tmp_path / "best.pt")
-    (tmp_path / "best.pt").write_bytes(b"y")
-    assert main(["export", "--checkpoint", "c.pt", "-o", target]) == 2
-    assert "--force" in capsys.readouterr().err and calls == []
-    assert main(["export", "--checkpoint", "c.pt", "-o", target, "--force"]) == 0
-    assert calls[0]["path"] == target
-
-
-# ------------------------------------------------------------------------- coverage
-def test_every_flag_is_covered():
-    train_rows = [*TRAIN, (["-c", "--config", "--resume", "--test-only"],)]
-    for command, rows in (
-        ("train", train_rows),
-        ("eval", [*EVAL, (["--checkpoint", "--json"],)]),
-        ("export", [*EXPORT, (["--checkpoint", "--force"],)]),
-    ):
-        missing = _options(command) - _covered(rows)
-        assert not missing, f"mgnet {command}: flags without a test: {sorted(missing)}"
+    out = demo_poisson(n=63)
+    printed = capsys.readouterr().out
+    assert out["unknowns"] == 63 * 63 and out["iterations"] <= 10 and out["factor"] < 0.15
+    assert f"{out['iterations']:>3} cycles, factor {out['factor']:.3f}" in printed

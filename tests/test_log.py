@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import logging
 import subprocess
 import sys
 
-from mgnet.log import clip, get_logger, setup_cli_logging
+from mgnet.log import get_logger, setup_cli_logging
 
 
 def test_the_cli_handler_prints_messages_only_and_once(capsys):
@@ -46,10 +45,3 @@ def test_the_log_module_does_not_import_torch():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
-
-
-def test_clip_cuts_long_values():
-    assert clip("abc") == "'abc'"
-    long = clip("x" * 5000)
-    assert long.startswith("'xxx") and long.endswith("(5002 characters)") and len(long) < 230
-    assert logging.getLogger("mgnet").level in (logging.INFO, logging.NOTSET)

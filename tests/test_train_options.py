@@ -28,7 +28,7 @@ from mgnet.train import (
 from test_data_vision import write_cifar  # tests/ is on sys.path
 
 TINY = "mgnet[1,1]-8"
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+CONFIGS = Path(__file__).resolve().parents[1] / "src" / "mgnet" / "configs"
 SRC = str(Path(__import__("mgnet").__file__).parent)
 
 

@@ -8,9 +8,6 @@ training progress), and can silence or redirect the package with
 once, which prints the messages of level INFO and above to standard output, as plain
 lines.
 
-:func:`clip` shortens a user's value before it goes into an error message, so that a
-huge argument cannot produce a huge message.
-
 This module imports nothing heavy (no torch), so the command line can use it at start-up.
 """
 
@@ -18,12 +15,11 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import Any, TextIO
+from typing import TextIO
 
-__all__ = ["ROOT_LOGGER", "clip", "get_logger", "setup_cli_logging"]
+__all__ = ["ROOT_LOGGER", "get_logger", "setup_cli_logging"]
 
 ROOT_LOGGER = "mgnet"
-CLIP_CHARS = 200
 
 
 def get_logger(name: str) -> logging.Logger:
@@ -63,12 +59,3 @@ def setup_cli_logging(quiet: bool = False) -> logging.Logger:
     logger.addHandler(handler)
     logger.setLevel(logging.WARNING if quiet else logging.INFO)
     return logger
-
-
-def clip(value: Any, limit: int = CLIP_CHARS) -> str:
-    """``repr(value)`` cut to about ``limit`` characters (``...`` and the length mark a
-    cut), for error messages that echo a user's value."""
-    text = repr(value)
-    if len(text) <= limit:
-        return text
-    return f"{text[:limit]}... ({len(text)} characters)"

@@ -36,7 +36,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from mgnet.log import clip
+from mgnet.errors import quote
 
 __all__ = [
     "DatasetInfo",
@@ -160,7 +160,7 @@ def dataset_info(name: str) -> DatasetInfo:
     """The registry entry for ``name``."""
     if name not in _DATASETS:
         raise ValueError(
-            f"data: unknown dataset {clip(name)}; accepted: {', '.join(list_datasets())}"
+            f"data: unknown dataset {quote(name)}; accepted: {', '.join(list_datasets())}"
         )
     return _DATASETS[name]
 

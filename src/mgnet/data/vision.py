@@ -60,7 +60,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset, Subset
 
-from mgnet.log import clip
+from mgnet.errors import DownloadError, quote
 
 __all__ = [
     "VisionSpec",
@@ -193,7 +193,7 @@ def vision_spec(name: str) -> VisionSpec:
     """The table entry for ``name``."""
     if name not in VISION_DATASETS:
         raise ValueError(
-            f"data: unknown torchvision-format dataset {clip(name)}; accepted: "
+            f"data: unknown torchvision-format dataset {quote(name)}; accepted: "
             f"{', '.join(VISION_DATASETS)}"
         )
     return VISION_DATASETS[name]
@@ -639,7 +639,7 @@ def _download(spec: VisionSpec, fetch: Callable[[], Any]) -> None:
     try:
         fetch()
     except Exception as e:
-        raise RuntimeError(f"download: fetching {spec.title} failed ({_first_line(e)})") from None
+        raise DownloadError(f"download: fetching {spec.title} failed ({_first_line(e)})") from None
 
 
 _READERS: dict[str, Callable[[VisionSpec, Path, bool], dict[str, Any]]] = {

@@ -4,7 +4,6 @@ The solver adds only the driver around the core cycle: the hierarchy of fixed op
 the iteration to a tolerance, FMG, PCG, FAS for nonlinear operators, SciPy adapters.
 """
 
-from mgnet.multigrid.demo import demo_poisson
 from mgnet.multigrid.problems import PROBLEMS, Problem, make_problem
 from mgnet.multigrid.solver import COARSE, PRECISIONS, SMOOTHERS, MultigridSolver
 
@@ -15,6 +14,5 @@ __all__ = [
     "SMOOTHERS",
     "MultigridSolver",
     "Problem",
-    "demo_poisson",
     "make_problem",
 ]

@@ -29,8 +29,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from mgnet.constants import COARSE, PRECISIONS, SMOOTHERS
 from mgnet.core import Level, MgCycle, Step, Transfer
 from mgnet.device import resolve_device
+from mgnet.errors import DivergenceError
 from mgnet.stencils import (
     DirectSolve,
     FullWeighting,
@@ -51,9 +53,6 @@ from mgnet.stencils.smoothers import _parity
 
 __all__ = ["MultigridSolver", "SMOOTHERS", "COARSE", "PRECISIONS"]
 
-SMOOTHERS = ("jacobi", "rbgs", "chebyshev")
-COARSE = ("rediscretize", "galerkin")
-PRECISIONS = ("float64", "float32", "mixed")
 _SMOOTHER_NAMES = {
     "jacobi": "damped Jacobi",
     "rbgs": "red-black Gauss-Seidel",
@@ -326,7 +325,7 @@ class MultigridSolver:
             it += 1
             new = self._norm(A.residual(x, f))
             if not bool(torch.isfinite(new).all()):
-                raise RuntimeError(
+                raise DivergenceError(
                     f"solve: the residual became {float(new.max())} after {it} "
                     f"cycles; the cycle diverges for this operator/smoother"
                 )

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from mgnet.log import clip
+from mgnet.errors import quote
 from mgnet.train.rundir import atomic_file
 
 __all__ = [
@@ -66,9 +66,9 @@ def load_checkpoint(
     """
     path = Path(path)
     if path.is_dir():
-        raise CheckpointError(f"checkpoint: {clip(str(path))} is a folder, not a checkpoint file")
+        raise CheckpointError(f"checkpoint: {quote(str(path))} is a folder, not a checkpoint file")
     if not path.is_file():
-        raise FileNotFoundError(f"checkpoint: no such file {clip(str(path))}")
+        raise FileNotFoundError(f"checkpoint: no such file {quote(str(path))}")
     # warnings are held back until the file has loaded: junk bytes can make the unpickler
     # warn about a "protocol" before it fails, which would only clutter the one-line error
     failure: Exception | None = None
@@ -83,14 +83,14 @@ def load_checkpoint(
         name = type(failure).__name__
         reason = f"{name}: {text.splitlines()[0]}" if text else name
         raise CheckpointError(
-            f"checkpoint: {clip(str(path))} is truncated or not a checkpoint "
+            f"checkpoint: {quote(str(path))} is truncated or not a checkpoint "
             f"of this package ({reason[:160]})"
         ) from None
     for w in caught:
         warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     if not isinstance(state, dict) or (strict and state.get("format") != CHECKPOINT_FORMAT):
         raise CheckpointError(
-            f"checkpoint: {clip(str(path))} is not a checkpoint of this "
+            f"checkpoint: {quote(str(path))} is not a checkpoint of this "
             f"package (expected format {CHECKPOINT_FORMAT!r})"
         )
     return state

@@ -21,13 +21,13 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from mgnet.log import clip
+from mgnet.constants import SPLITS
+from mgnet.errors import MissingDependency, quote
+from mgnet.plotting import figure, save_png
 from mgnet.train.loading import load_trained_model
 from mgnet.train.rundir import check_output
 
 __all__ = ["EvalResult", "evaluate_checkpoint", "load_trained_model", "plot_confusion", "SPLITS"]
-
-SPLITS = ("test", "val")
 
 
 @dataclass
@@ -90,14 +90,14 @@ def evaluate_checkpoint(
     from mgnet.train.task import evaluate
 
     if split not in SPLITS:
-        raise ValueError(f"split: {clip(split)} is not accepted; expected {', '.join(SPLITS)}")
+        raise ValueError(f"split: {quote(split)} is not accepted; expected {', '.join(SPLITS)}")
     if batch_size < 1:
         raise ValueError(f"batch_size: must be a positive integer, got {batch_size}")
     path = Path(checkpoint)
     json_path = Path(out) if out is not None else None
     if json_path is not None:  # before any work: a bad output path fails at once
         if json_path.suffix.lower() != ".json":
-            raise ValueError(f"out: expected a .json file name, got {clip(str(json_path))}")
+            raise ValueError(f"out: expected a .json file name, got {quote(str(json_path))}")
         check_output(json_path, force, flag="out")
         check_output(json_path.with_suffix(".png"), force, flag="out")
     dev = resolve_device(device)
@@ -121,18 +121,18 @@ def evaluate_checkpoint(
     if info.in_channels != trained_on.in_channels:
         raise ValueError(
             f"data: {name!r} has {info.in_channels} channel(s), the model of "
-            f"{clip(str(path))} (trained on {cfg.data!r}) takes {trained_on.in_channels}"
+            f"{quote(str(path))} (trained on {cfg.data!r}) takes {trained_on.in_channels}"
         )
     if num_classes is not None and data_classes != num_classes:
         raise ValueError(
-            f"data: {name!r} has {data_classes} classes, the model of {clip(str(path))} "
+            f"data: {name!r} has {data_classes} classes, the model of {quote(str(path))} "
             f"(trained on {cfg.data!r}) predicts {num_classes}"
         )
     need = getattr(model, "min_input_size", 1)
     if info.input_size < need:
         raise ValueError(
             f"data: {name!r} has {info.input_size}x{info.input_size} images, the model of "
-            f"{clip(str(path))} needs at least {need}x{need}"
+            f"{quote(str(path))} needs at least {need}x{need}"
         )
     if len(dataset) == 0:
         raise ValueError(f"split: the {split!r} split of {name!r} holds no images")
@@ -194,16 +194,14 @@ def plot_confusion(
     to ``path``; counts are written in the cells up to 20 classes. Returns False without
     matplotlib."""
     try:
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
-    except ImportError:
+        fig = figure(1, 1)
+    except MissingDependency:
         return False
     c = confusion.double()
     share = c / c.sum(1, keepdim=True).clamp_min(1)
     n = len(classes)
     size = min(max(4.0, 0.45 * n + 2), 14.0)
-    fig = Figure(figsize=(size + 1, size))
-    FigureCanvasAgg(fig)  # no global backend: the figure draws with Agg on its own
+    fig.set_size_inches(size + 1, size)
     ax = fig.subplots()
     im = ax.imshow(share.numpy(), cmap="Blues", vmin=0, vmax=1)
     fig.colorbar(im, ax=ax, fraction=0.046, label="share of the true class")
@@ -221,5 +219,5 @@ def plot_confusion(
     ax.set_ylabel("true class")
     ax.set_title(title, fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    save_png(fig, path)
     return True

@@ -31,7 +31,7 @@ import torch
 from torch import Tensor, nn
 
 from mgnet.data import DatasetInfo, dataset_info
-from mgnet.log import clip
+from mgnet.errors import quote
 from mgnet.models import create_model
 from mgnet.train.checkpoint import CheckpointError, load_checkpoint
 from mgnet.train.config import TrainConfig
@@ -58,7 +58,7 @@ def build_model(cfg: TrainConfig, info: DatasetInfo, num_classes: int | None = N
     if need > info.input_size:
         levels = int(math.log2(info.input_size)) + 1
         raise ValueError(
-            f"model: {clip(cfg.model)} needs inputs of at least {need}x{need} for its "
+            f"model: {quote(cfg.model)} needs inputs of at least {need}x{need} for its "
             f"levels, data {info.name!r} is {info.input_size}x{info.input_size}; "
             f"accepted: a model with at most {levels} levels (stages) for this data"
         )
@@ -125,7 +125,7 @@ def _fit(model: nn.Module, weights: dict, path: Path, name: str) -> nn.Module:
     except RuntimeError as e:
         first = str(e).strip().splitlines()[0][:200]
         raise CheckpointError(
-            f"checkpoint: weights of {clip(str(path))} do not fit model {clip(name)} ({first})"
+            f"checkpoint: weights of {quote(str(path))} do not fit model {quote(name)} ({first})"
         ) from None
     return model.eval()
 
@@ -133,13 +133,13 @@ def _fit(model: nn.Module, weights: dict, path: Path, name: str) -> nn.Module:
 def _run_config(path: Path, state: dict) -> TrainConfig:
     if not isinstance(state.get("config"), dict) or not isinstance(state.get("model"), dict):
         raise CheckpointError(
-            f"checkpoint: {clip(str(path))} lacks the 'model' weights or the 'config' of a run"
+            f"checkpoint: {quote(str(path))} lacks the 'model' weights or the 'config' of a run"
         )
     try:
         return TrainConfig.from_dict(state["config"])
     except ValueError as e:
         raise CheckpointError(
-            f"checkpoint: {clip(str(path))} holds an invalid config ({str(e)[:200]})"
+            f"checkpoint: {quote(str(path))} holds an invalid config ({str(e)[:200]})"
         ) from None
 
 
@@ -172,13 +172,14 @@ def load_trained_model(
     weights = state["model"] if isinstance(state.get("model"), dict) else state
     name = model or config.get("model")
     if not isinstance(name, str):
+        what = "names no model (no config)" if weights is not state else "is a bare state dict"
         raise CheckpointError(
-            f"checkpoint: {clip(str(path))} is a bare state dict; pass the model name to "
-            "load it (it is not a checkpoint of this package)"
+            f"checkpoint: {quote(str(path))} {what}; pass the model name to load it (it is "
+            "not a checkpoint of this package)"
         )
     if not all(isinstance(v, Tensor) for v in weights.values()):
         raise CheckpointError(
-            f"checkpoint: {clip(str(path))} holds neither a state dict nor a checkpoint "
+            f"checkpoint: {quote(str(path))} holds neither a state dict nor a checkpoint "
             "of this package"
         )
     num_classes = _num_classes(state, weights)

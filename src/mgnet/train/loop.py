@@ -70,7 +70,8 @@ from tqdm import tqdm
 from mgnet.data import EpochSampler, get_dataset
 from mgnet.data.device_loader import DeviceLoader, use_device_loader
 from mgnet.device import resolve_device
-from mgnet.log import clip, get_logger
+from mgnet.errors import DivergenceError, quote
+from mgnet.log import get_logger
 from mgnet.models import count_parameters
 from mgnet.train import writers
 from mgnet.train.checkpoint import (
@@ -122,7 +123,7 @@ _RUN_KEYS = ("model", "optimizer", "scheduler", "epoch", "rng", "config", "best"
 _NEVER = 2**62  # "no bad step" in the device-side record
 
 
-class TrainingDiverged(RuntimeError):
+class TrainingDiverged(DivergenceError):
     """The loss became NaN or infinite; the message names the epoch and step."""
 
 
@@ -207,8 +208,8 @@ def _run_folder_arg(run_dir: str | Path) -> Path:
     run_dir = Path(run_dir)
     if run_dir.is_file():
         raise ValueError(
-            f"resume: {clip(str(run_dir))} is a file; give the run folder that holds "
-            f"checkpoint.pt (here {clip(str(run_dir.parent))})"
+            f"resume: {quote(str(run_dir))} is a file; give the run folder that holds "
+            f"checkpoint.pt (here {quote(str(run_dir.parent))})"
         )
     return run_dir
 
@@ -222,13 +223,13 @@ def read_run_checkpoint(path: str | Path, map_location: str | torch.device = "cp
         "optimizer" not in state and isinstance(state.get("model"), dict)
     ):
         raise CheckpointError(
-            f"checkpoint: {clip(str(path))} holds a model's weights only (like best.pt), "
+            f"checkpoint: {quote(str(path))} holds a model's weights only (like best.pt), "
             "not the checkpoint of a run; resume the run folder: mgnet train --resume RUN"
         )
     missing = [key for key in _RUN_KEYS if key not in state]
     if missing or not isinstance(state.get("config"), dict):
         raise CheckpointError(
-            f"checkpoint: {clip(str(path))} lacks {', '.join(missing) or 'a valid config'}, "
+            f"checkpoint: {quote(str(path))} lacks {', '.join(missing) or 'a valid config'}, "
             "which the checkpoint of a run holds"
         )
     return state
@@ -250,21 +251,21 @@ def resume_config(run_dir: str | Path, overrides: dict[str, Any] | None = None) 
         if key == "output_dir" and Path(value) != Path(run_dir):
             raise ValueError(
                 f"output_dir: a resumed run writes to its own directory "
-                f"{clip(str(run_dir))}; leave --output-dir out"
+                f"{quote(str(run_dir))}; leave --output-dir out"
             )
         if key in RUNTIME_FIELDS or key == "output_dir":
             stored[key] = value
         elif stored.get(key, defaults.get(key)) != value:
             raise ValueError(
-                f"resume: {key}={clip(value)} differs from the stored run "
-                f"({clip(stored.get(key))}); a resumed run keeps its config, only "
+                f"resume: {key}={quote(value)} differs from the stored run "
+                f"({quote(stored.get(key))}); a resumed run keeps its config, only "
                 f"{', '.join(RUNTIME_FIELDS)} may change"
             )
     try:
         return TrainConfig.from_dict(stored)
     except ValueError as e:
         raise CheckpointError(
-            f"checkpoint: {clip(str(run_dir / 'checkpoint.pt'))} holds an invalid config "
+            f"checkpoint: {quote(str(run_dir / 'checkpoint.pt'))} holds an invalid config "
             f"({str(e)[:200]})"
         ) from None
 
@@ -343,7 +344,7 @@ def _check_forward(model: nn.Module, loader, device: torch.device, name: str) ->
     except RuntimeError as e:
         first = str(e).strip().splitlines()[0]
         raise ValueError(
-            f"model: {clip(name)} cannot take the data's {tuple(x.shape[1:])} inputs "
+            f"model: {quote(name)} cannot take the data's {tuple(x.shape[1:])} inputs "
             f"({first[:200]})"
         ) from None
 
@@ -377,7 +378,7 @@ def train(cfg: TrainConfig, resume: bool = False, step_hook: StepHook | None = N
             finished = state is not None and state["epoch"] >= cfg.epochs
             if finished and (out / "results.json").exists():
                 raise ValueError(
-                    f"resume: the run in {clip(str(out))} already finished its "
+                    f"resume: the run in {quote(str(out))} already finished its "
                     f"{cfg.epochs} epochs; nothing to continue"
                 )
             trainer = Trainer(cfg, device, dist_info, t_start)
@@ -395,8 +396,8 @@ def train(cfg: TrainConfig, resume: bool = False, step_hook: StepHook | None = N
 def _check_fresh(out: Path) -> None:
     if holds_run(out):
         raise ValueError(
-            f"output_dir: {clip(str(out))} already holds a run; continue it with "
-            f"--resume {clip(str(out))}, or choose another --output-dir"
+            f"output_dir: {quote(str(out))} already holds a run; continue it with "
+            f"--resume {quote(str(out))}, or choose another --output-dir"
         )
     return None
 
@@ -517,12 +518,12 @@ class Trainer:
         if self.main:
             if self.epoch >= self.cfg.epochs:
                 log.info(
-                    f"resuming {clip(str(self.out))}: all {self.cfg.epochs} epochs are "
+                    f"resuming {quote(str(self.out))}: all {self.cfg.epochs} epochs are "
                     "done; running the final test"
                 )
             else:
                 step = f", step {self.partial['step'] + 1}" if self.partial else ""
-                log.info(f"resuming {clip(str(self.out))} at epoch {self.epoch + 1}{step}")
+                log.info(f"resuming {quote(str(self.out))} at epoch {self.epoch + 1}{step}")
 
     def close(self) -> None:
         """Release what the run holds open (the TensorBoard writer)."""
@@ -611,7 +612,7 @@ class Trainer:
             if self.main:
                 log.info(
                     f"interrupted at epoch {epoch + 1}, step {step}; checkpoint written to "
-                    f"{clip(str(self.out / 'checkpoint.pt'))}; continue with: "
+                    f"{quote(str(self.out / 'checkpoint.pt'))}; continue with: "
                     f"mgnet train --resume {self.out}"
                 )
             raise
@@ -779,7 +780,7 @@ class Trainer:
             log.info(
                 f"{task.describe_test(test, self.best, paper)}, {self.n_params:,} parameters, "
                 f"{results['wall_time_s']:.1f}s; results in "
-                f"{clip(str(self.out / 'results.json'))}"
+                f"{quote(str(self.out / 'results.json'))}"
             )
         return results
 
@@ -844,7 +845,7 @@ def test_checkpoint(cfg: TrainConfig) -> dict:
         "parameters": count_parameters(model),
     }
     log.info(
-        f"test accuracy {test['accuracy']:.2f}% ({test['count']} images) of {clip(str(path))} "
+        f"test accuracy {test['accuracy']:.2f}% ({test['count']} images) of {quote(str(path))} "
         f"(epoch {trained.epoch}), {result['parameters']:,} parameters"
     )
     return result

@@ -32,7 +32,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from mgnet.log import clip, get_logger
+from mgnet.errors import quote
+from mgnet.log import get_logger
 
 __all__ = [
     "LOCK_NAME",
@@ -78,14 +79,14 @@ def check_output(path: str | Path, force: bool = False, flag: str = "--out") -> 
     run folder (:data:`RUN_FILES`, or the lock) and ``force`` is false, or a folder."""
     path = Path(path)
     if path.is_dir():
-        raise ValueError(f"{flag}: {clip(str(path))} is a folder; give a file name")
+        raise ValueError(f"{flag}: {quote(str(path))} is a folder; give a file name")
     if force:
         return path
     protected = path.name == LOCK_NAME or (path.name in RUN_FILES and _is_run_folder(path.parent))
     if protected:
         raise ValueError(
-            f"{flag}: {clip(str(path))} is the {path.name} of the run in "
-            f"{clip(str(path.parent))}; choose another file, or add --force to overwrite it"
+            f"{flag}: {quote(str(path))} is the {path.name} of the run in "
+            f"{quote(str(path.parent))}; choose another file, or add --force to overwrite it"
         )
     return path
 
@@ -95,24 +96,25 @@ def check_writable(folder: str | Path, flag: str = "output_dir") -> Path:
     failure (a file in the way, no permission, a read-only file system) is one line."""
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
-        raise ValueError(f"{flag}: {clip(str(folder))} is a file, not a folder; choose another")
+        raise ValueError(f"{flag}: {quote(str(folder))} is a file, not a folder; choose another")
     for parent in folder.parents:
         if parent.exists():
             if not parent.is_dir():
                 raise ValueError(
-                    f"{flag}: {clip(str(folder))} cannot be created: {clip(str(parent))} is a file"
+                    f"{flag}: {quote(str(folder))} cannot be created: "
+                    f"{quote(str(parent))} is a file"
                 )
             break
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise ValueError(
-            f"{flag}: cannot create {clip(str(folder))} ({e.strerror or type(e).__name__}); "
+            f"{flag}: cannot create {quote(str(folder))} ({e.strerror or type(e).__name__}); "
             "choose a folder you can write to"
         ) from None
     if not os.access(folder, os.W_OK | os.X_OK):
         raise ValueError(
-            f"{flag}: no permission to write in {clip(str(folder))}; choose a folder you "
+            f"{flag}: no permission to write in {quote(str(folder))}; choose a folder you "
             "can write to"
         )
     return folder
@@ -128,8 +130,8 @@ def _holder(lock: Path) -> str:
 
 def _busy(folder: Path, lock: Path) -> RunFolderBusy:
     return RunFolderBusy(
-        f"output_dir: {clip(str(folder))} is being written by {_holder(lock)} (lock "
-        f"{clip(str(lock))}); wait for that run to end, or choose another --output-dir"
+        f"output_dir: {quote(str(folder))} is being written by {_holder(lock)} (lock "
+        f"{quote(str(lock))}); wait for that run to end, or choose another --output-dir"
     )
 
 
@@ -175,7 +177,7 @@ def lock_run_folder(folder: str | Path) -> Iterator[Path]:
                 break
             except OSError as e:
                 raise ValueError(
-                    f"output_dir: cannot write the lock file {clip(str(lock))} "
+                    f"output_dir: cannot write the lock file {quote(str(lock))} "
                     f"({e.strerror or type(e).__name__}); choose a folder you can write to"
                 ) from None
         else:  # pragma: no cover - a lock file replaced 20 times in a row
@@ -206,7 +208,7 @@ def fresh_run_dir(root: str | Path, name: str) -> Path:
             continue
         except OSError as e:
             raise ValueError(
-                f"output_dir: cannot create {clip(str(candidate))} "
+                f"output_dir: cannot create {quote(str(candidate))} "
                 f"({e.strerror or type(e).__name__}); choose a folder you can write to"
             ) from None
         return candidate
@@ -260,12 +262,12 @@ def read_metrics(path: Path) -> list[dict[str, Any]]:
         except ValueError as e:
             if number == len(lines):  # the last line, with no newline after it
                 log.warning(
-                    f"resume: dropped the unfinished last line of {clip(str(path))} "
+                    f"resume: dropped the unfinished last line of {quote(str(path))} "
                     "(cut short by the interruption); the epoch is redone"
                 )
                 break
             raise ValueError(
-                f"resume: {clip(str(path))} line {number} is not a metrics row "
+                f"resume: {quote(str(path))} line {number} is not a metrics row "
                 f"({str(e)[:100]}); repair or delete that line, then resume again"
             ) from None
         rows.append(row)
