@@ -287,10 +287,11 @@ class MultilevelSolver:
         amax = b.flatten(1).abs().amax(dim=1).double()
         if x is not None:
             amax = torch.maximum(amax, x.flatten(1).abs().amax(dim=1).double())
-        s = _pow2(amax)
-        if bool((s == 1).all()):
+        # where nothing can over- or underflow the scaling changes no bit: skip its passes
+        lo, hi = (2.0**-400, 2.0**400) if self.dtype == torch.float64 else (2.0**-60, 2.0**60)
+        if bool((((amax >= lo) & (amax <= hi)) | (amax == 0)).all()):
             return None
-        return s
+        return _pow2(amax)
 
     def _release(self) -> None:
         """Let the operators drop their views of this call's iterates."""
