@@ -7,9 +7,8 @@ operators, SciPy adapters, the level table. Smoothers plug in through the
 :class:`Smoother` protocol.
 """
 
-from mgnet.multigrid.demo import demo_poisson
+from mgnet.constants import COARSE, INTERPOLATIONS, PRECISIONS, SMOOTHERS
 from mgnet.multigrid.multilevel import (
-    PRECISIONS,
     STOP_REASONS,
     MultilevelSolver,
     SolveInfo,
@@ -17,17 +16,17 @@ from mgnet.multigrid.multilevel import (
 )
 from mgnet.multigrid.problems import PROBLEMS, Problem, make_problem
 from mgnet.multigrid.smoothing import (
-    SMOOTHERS,
     ChebyshevSmoother,
     JacobiSmoother,
     RedBlackGaussSeidel,
     Smoother,
     as_smoother,
 )
-from mgnet.multigrid.solver import COARSE, MultigridSolver, geometric_hierarchy
+from mgnet.multigrid.solver import MultigridSolver, geometric_hierarchy
 
 __all__ = [
     "COARSE",
+    "INTERPOLATIONS",
     "PRECISIONS",
     "PROBLEMS",
     "SMOOTHERS",
@@ -42,7 +41,6 @@ __all__ = [
     "SolverLevel",
     "Smoother",
     "as_smoother",
-    "demo_poisson",
     "geometric_hierarchy",
     "make_problem",
 ]
