@@ -99,11 +99,16 @@ def test_solve_tol_and_maxiter_change_the_iterations(solver_calls, capsys):
 
 
 def test_solve_pcg_and_fmg_get_their_flags(solver_calls, capsys):
-    run_json(["solve", "--n", "31", "--cycle", "pcg", "--tol", "1e-9", "--maxiter", "7",
-              "--json"], capsys)  # fmt: skip
-    assert (solver_calls["pcg"]["tol"], solver_calls["pcg"]["maxiter"]) == (1e-9, 7)
+    out = run_json(["solve", "--n", "31", "--cycle", "pcg", "--tol", "1e-9", "--maxiter", "9",
+                    "--json"], capsys)  # fmt: skip
+    assert (solver_calls["pcg"]["tol"], solver_calls["pcg"]["maxiter"]) == (1e-9, 9)
+    assert out["iterations"] == 8 and out["converged"]  # one short of --maxiter
+    # one iteration fewer than it needs: not converged, and the exit status says so
+    assert main(["solve", "--n", "31", "--cycle", "pcg", "--tol", "1e-9", "--maxiter", "7"]) == 1
+    assert solver_calls["pcg"]["maxiter"] == 7 and "did not reach --tol" in capsys.readouterr().err
     out = run_json(["solve", "--n", "31", "--cycle", "fmg", "--dim", "1", "--json"], capsys)
     assert "fmg" in solver_calls and (out["iterations"], out["unknowns"]) == (1, 31)
+    assert solver_calls["fmg"][1]["maxiter"] == 0  # one FMG pass unless --maxiter says more
 
 
 def test_solve_text_output_and_plot(tmp_path, capsys):
@@ -142,7 +147,7 @@ def test_inspect_solver_flags_are_the_library_call(tmp_path, capsys):
     x0 = torch.rand(31, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
     want = inspect_solver(solver, prob.f, x0=x0, cycle="W")
     assert got["events"] == want.events and got["corrections"] == want.corrections
-    assert got["levels"] == solver.levels and got["out"] == str(tmp_path / "W5.png")
+    assert got["levels"] == len(solver.levels) and got["out"] == str(tmp_path / "W5.png")
     # another seed is another initial guess; a V-cycle visits the coarse grids once
     other = run_json(argv(seed=6), capsys)
     assert other["corrections"] != got["corrections"]

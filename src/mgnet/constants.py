@@ -11,6 +11,7 @@ __all__ = [
     "CYCLES",
     "DIMS",
     "EXPORT_FORMATS",
+    "INTERPOLATIONS",
     "PRECISIONS",
     "PROBLEMS",
     "SMOOTHERS",
@@ -20,10 +21,12 @@ __all__ = [
 # mgnet.multigrid.make_problem(name, dim): the model problems and their dimensions
 PROBLEMS = ("poisson", "anisotropic", "diffusion", "nonlinear")
 DIMS = (1, 2, 3)
-# mgnet.multigrid.MultigridSolver(smoother=, coarse=, precision=)
+# mgnet.multigrid.MultigridSolver(smoother=, coarse=, precision=, interpolation=)
 SMOOTHERS = ("jacobi", "rbgs", "chebyshev")
 COARSE = ("rediscretize", "galerkin")
 PRECISIONS = ("float64", "float32", "mixed")
+# MultigridSolver(interpolation=): the textbook P, or P built from the operator
+INTERPOLATIONS = ("linear", "operator")
 # cycles with an up-sweep: MultigridSolver.solve(cycle=), mgnet.visualize.inspect_solver
 CYCLES = ("V", "W", "F")
 # mgnet.train.evaluate_checkpoint(split=)

@@ -83,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
         x0 = torch.rand(tuple(prob.f.shape), generator=gen, dtype=torch.float64)
         report = mi.inspect_solver(solver, prob.f, x0=x0, out=args.out, cycle=args.cycle)
         summary = {
-            "levels": solver.levels,
+            "levels": len(solver.levels),
             "corrections": report.corrections,
             "events": report.events,
             "out": str(report.path),

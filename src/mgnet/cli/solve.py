@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 from mgnet.cli import UserError
 from mgnet.constants import COARSE, CYCLES, DIMS, PRECISIONS, PROBLEMS, SMOOTHERS
@@ -36,7 +37,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--coarse", default="rediscretize", choices=COARSE)
     p.add_argument("--tol", type=float, default=1e-8, help="relative residual (default 1e-8)")
-    p.add_argument("--maxiter", type=int, default=100)
+    p.add_argument(
+        "--maxiter",
+        type=int,
+        default=None,
+        help="most cycles (default 100); with --cycle fmg, cycles after the FMG pass (default 0)",
+    )
     p.add_argument(
         "--dtype",
         default="float64",
@@ -93,6 +99,9 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--tol: must be positive, got {args.tol}")
     if args.plot is not None:
         check_png_path(args.plot, "--plot")
+    maxiter = args.maxiter if args.maxiter is not None else 0 if args.cycle == "fmg" else 100
+    if maxiter < 0:
+        raise UserError(f"--maxiter: must be >= 0, got {maxiter}")
     prob = make_problem(args.problem, args.dim, args.n)
     t0 = time.perf_counter()
     ml = MultigridSolver(
@@ -110,15 +119,12 @@ def run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     history: list[float] = []
     if args.cycle == "fmg":
-        u = ml.fmg(f)
-        history = [float(f.norm()), float(ml.residual(u, f.to(u.dtype)).norm())]
-        iterations = 1
+        u = ml.fmg(f, tol=args.tol, maxiter=maxiter, residuals=history)
     elif args.cycle == "pcg":
-        u = ml.pcg(f, tol=args.tol, maxiter=args.maxiter, residuals=history)
-        iterations = ml.iterations
+        u = ml.pcg(f, tol=args.tol, maxiter=maxiter, residuals=history)
     else:
-        u = ml.solve(f, tol=args.tol, maxiter=args.maxiter, cycle=args.cycle, residuals=history)
-        iterations = ml.iterations
+        u = ml.solve(f, tol=args.tol, maxiter=maxiter, cycle=args.cycle, residuals=history)
+    iterations = ml.iterations
     if ml.device.type == "cuda":
         torch.cuda.synchronize()
     solve_s = time.perf_counter() - t0
@@ -128,14 +134,15 @@ def run(args: argparse.Namespace) -> int:
         "dim": args.dim,
         "n": args.n,
         "unknowns": args.n**args.dim,
-        "levels": ml.levels,
+        "levels": len(ml.levels),
         "cycle": args.cycle,
         "smoother": args.smoother,
         "nu": list(nu),
         "dtype": args.dtype,
         "device": str(ml.device),
         "iterations": iterations,
-        "converged": bool(rel <= args.tol),
+        "converged": ml.converged,
+        "reason": ml.reason,
         "residuals": history,
         "relative_residual": rel,
         "convergence_factor": ml.convergence_factor(history),
@@ -161,6 +168,13 @@ def run(args: argparse.Namespace) -> int:
         )
         if args.plot is not None:
             print(f"saved {args.plot}")
+    if not ml.converged:
+        print(
+            f"mgnet solve: did not reach --tol {args.tol:g} ({ml.reason} after {iterations} "
+            f"iterations, relative residual {rel:.2e})",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 
