@@ -8,18 +8,21 @@ import sys
 from mgnet.log import get_logger, setup_cli_logging
 
 
-def test_the_cli_handler_prints_messages_only_and_once(capsys):
+def test_the_cli_handlers_print_messages_only_and_once(capsys):
     log = get_logger("train")
     assert log.name == "mgnet.train" and get_logger("mgnet.data").name == "mgnet.data"
     setup_cli_logging()
-    setup_cli_logging()  # a second call replaces the handler: no line printed twice
+    setup_cli_logging()  # a second call replaces the handlers: no line printed twice
     log.info("epoch 1 done")
     log.debug("not shown")
-    assert capsys.readouterr().out == "epoch 1 done\n"
+    log.warning("a warning")
+    captured = capsys.readouterr()
+    assert captured.out == "epoch 1 done\n" and captured.err == "a warning\n"
     setup_cli_logging(quiet=True)
     log.info("quiet now")
     log.warning("a warning still shows")
-    assert capsys.readouterr().out == "a warning still shows\n"
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err == "a warning still shows\n"
     setup_cli_logging()
 
 

@@ -73,7 +73,8 @@ def _debug_env() -> bool:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     debug = vars(args).pop("debug", False) or _debug_env()
-    setup_cli_logging()  # the package logs; the command prints its messages
+    # the package logs; the command prints its messages (warnings only under --json)
+    setup_cli_logging(quiet=bool(getattr(args, "json", False)))
     try:
         return args.run(args)
     except KeyboardInterrupt:
