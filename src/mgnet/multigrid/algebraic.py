@@ -1,0 +1,423 @@
+"""Algebraic multigrid on the MgNet cycle: sparse A^l, P, R = P^T, Galerkin A^{l+1} = R A P.
+
+A hierarchy of sparse matrices (from smoothed aggregation, :func:`smoothed_aggregation_solver`,
+or from any PyAMG hierarchy, :func:`from_pyamg`) becomes the core
+:class:`mgnet.core.MgCycle` with
+
+* A^l: :class:`~mgnet.multigrid.sparse.SparseMatrix` (feature -> data);
+* B^{l,i}: damped Jacobi, l1-Jacobi, Chebyshev or multicolour Gauss-Seidel (data -> feature),
+  pre-smoothing in one order and post-smoothing in the reverse one, so that a V-cycle from
+  zero is a symmetric operator (a CG preconditioner);
+* R = P^T on residuals (data), P on corrections (features), Pi = 0, sigma = identity;
+* on the coarsest level one step with B = (A^J)^-1, factorised once.
+
+Vectors of n unknowns are (batch, n) tensors stored node-major (see
+:mod:`mgnet.multigrid.sparse` for why). Users pass ``b`` as PyAMG does: shape (n,) or
+(n, k), a NumPy array, anything NumPy turns into one (a SciPy sparse column too), or a
+torch tensor; the solution comes back as the same kind of object.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from torch import Tensor
+
+from mgnet.core import Level, MgCycle, Step, Transfer
+from mgnet.device import resolve_device
+from mgnet.multigrid.aggregation import SALevel, sa_hierarchy
+from mgnet.multigrid.sparse import (
+    CoarseSolve,
+    SparseMatrix,
+    as_csr,
+    chebyshev,
+    colour_graph,
+    jacobi,
+    l1_jacobi,
+    multicolour_gauss_seidel,
+    spectral_radius,
+)
+
+__all__ = [
+    "AMG_SMOOTHERS",
+    "AlgebraicSolver",
+    "build_cycle",
+    "check_matrix",
+    "check_symmetric",
+    "from_pyamg",
+    "smoothed_aggregation_solver",
+]
+
+AMG_SMOOTHERS = ("gauss_seidel", "jacobi", "l1_jacobi", "chebyshev")
+
+
+# ---------------------------------------------------------------------------- checks
+def check_matrix(A, name: str = "A") -> sp.csr_matrix:
+    """A as canonical CSR after the cheap checks every solver needs: a 2-D square sparse
+    or dense matrix of real numbers, finite, with no empty row."""
+    if isinstance(A, Tensor):
+        A = A.to_dense().detach().cpu().numpy() if A.layout != torch.strided else A.cpu().numpy()
+    if not (sp.issparse(A) or isinstance(A, np.ndarray)):
+        raise TypeError(
+            f"{name}: expected a SciPy sparse matrix or a 2-D NumPy array, got {type(A).__name__}"
+        )
+    if len(A.shape) != 2 or A.shape[0] != A.shape[1]:
+        raise ValueError(f"{name}: expected a square matrix, got shape {tuple(A.shape)}")
+    if A.shape[0] == 0:
+        raise ValueError(f"{name}: the matrix is empty (0 x 0)")
+    dtype = A.dtype
+    if np.issubdtype(dtype, np.complexfloating) or not (
+        np.issubdtype(dtype, np.floating) or np.issubdtype(dtype, np.integer)
+    ):
+        raise TypeError(f"{name}: expected real entries, got dtype {dtype}")
+    A = as_csr(A, name)
+    if not np.isfinite(A.data).all():
+        bad = int(np.flatnonzero(~np.isfinite(A.data))[0])
+        row = int(np.searchsorted(A.indptr, bad, side="right") - 1)
+        raise ValueError(f"{name}: holds NaN or inf (first in row {row})")
+    A.eliminate_zeros()
+    empty = np.flatnonzero(np.diff(A.indptr) == 0)
+    if empty.size:
+        raise ValueError(
+            f"{name}: row {int(empty[0])} is empty ({empty.size} empty rows); "
+            "every unknown needs an equation"
+        )
+    return A
+
+
+def check_symmetric(A: sp.csr_matrix, name: str = "A", rtol: float = 1e-8) -> None:
+    """Refuse a non-symmetric A (cheap: x^T A y against y^T A x for random x, y)."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(A.shape[0])
+    y = rng.standard_normal(A.shape[0])
+    Ax, Ay = A @ x, A @ y
+    gap = abs(float(y @ Ax) - float(x @ Ay))
+    if gap > rtol * np.linalg.norm(Ax) * np.linalg.norm(y) + np.finfo(float).tiny:
+        raise ValueError(
+            f"{name}: conjugate gradients (accel='cg') needs a symmetric matrix, and this "
+            f"one is not (y^T A x - x^T A y = {gap:.3g} for random x, y); use accel=None"
+        )
+
+
+def _check_nullspace(A: sp.csr_matrix, B, name: str = "B") -> np.ndarray:
+    n = A.shape[0]
+    if B is None:
+        ones = np.ones(n)
+        if np.linalg.norm(A @ ones) <= 1e-10 * abs(A).sum(axis=1).max() * np.sqrt(n):
+            raise ValueError(
+                "A: the matrix is singular (A @ ones = 0, a pure-Neumann operator); "
+                "pass its null space as B (e.g. B=np.ones((n, 1))), which the coarse levels "
+                "then keep, and a right-hand side orthogonal to it"
+            )
+        return ones[:, None]
+    if isinstance(B, Tensor):
+        B = B.detach().cpu().numpy()
+    B = np.asarray(B, dtype=np.float64)
+    if B.ndim == 1:
+        B = B[:, None]
+    if B.ndim != 2 or B.shape[0] != n or not 1 <= B.shape[1] <= n:
+        raise ValueError(
+            f"{name}: expected near-nullspace candidates of shape ({n}, K) with 1 <= K, "
+            f"got {B.shape}"
+        )
+    if not np.isfinite(B).all():
+        raise ValueError(f"{name}: holds NaN or inf")
+    if np.linalg.matrix_rank(B[: min(n, 10 * B.shape[1] + 100)]) < B.shape[1] and (
+        np.linalg.matrix_rank(B) < B.shape[1]
+    ):
+        raise ValueError(f"{name}: the {B.shape[1]} candidates are linearly dependent")
+    return B
+
+
+# ----------------------------------------------------------------------- the cycle
+def _smoothing_steps(
+    A: sp.csr_matrix, Am: SparseMatrix, smoother: str, nu: tuple[int, int], omega: float | None
+) -> tuple[list[Step], list[Step]]:
+    """(pre, post) steps of one level; post runs the pre steps' B's in reverse order."""
+    pre_n, post_n = nu
+    if smoother == "gauss_seidel":
+        sweep = multicolour_gauss_seidel(A, colour_graph(A))
+        pre = [Step(Am, B) for _ in range(pre_n) for B in sweep]
+        post = [Step(Am, B) for _ in range(post_n) for B in sweep[::-1]]
+        return pre, post
+    if smoother == "chebyshev":
+        Bs = chebyshev(A, degree=max(pre_n, post_n))
+        return [Step(Am, B) for B in Bs[:pre_n]], [Step(Am, B) for B in Bs[::-1][:post_n]]
+    if smoother == "jacobi":
+        w = omega
+        if w is None:
+            w = 4.0 / (3.0 * spectral_radius(A, 1.0 / A.diagonal()))
+        B = jacobi(A, w)
+    else:
+        B = l1_jacobi(A, 1.0 if omega is None else omega)
+    return [Step(Am, B) for _ in range(pre_n)], [Step(Am, B) for _ in range(post_n)]
+
+
+def build_cycle(
+    As: Sequence[sp.csr_matrix],
+    Ps: Sequence[sp.csr_matrix],
+    Rs: Sequence[sp.csr_matrix],
+    smoother: str = "gauss_seidel",
+    nu: tuple[int, int] = (1, 1),
+    omega: float | None = None,
+    coarse_dense_max: int = 4096,
+) -> MgCycle:
+    """The core cycle over a hierarchy of sparse matrices: A^l, P^l and R^l (SciPy CSR,
+    finest first), Pi = 0, sigma = identity, the smoother's B^{l,i}, and B = A^-1 on the
+    coarsest level."""
+    levels, transfers = [], []
+    for l, A in enumerate(As):
+        Am = SparseMatrix(A, f"A^{l + 1}")
+        if l == len(As) - 1:
+            levels.append(Level(Am, [Step(Am, CoarseSolve(A, coarse_dense_max))]))
+            break
+        pre, post = _smoothing_steps(A, Am, smoother, nu, omega)
+        levels.append(Level(Am, pre, post))
+        transfers.append(
+            Transfer(R=SparseMatrix(Rs[l], f"R^{l + 2}_{l + 1}"), P=SparseMatrix(Ps[l], "P"))
+        )
+    return MgCycle(levels, transfers, shape="V")
+
+
+# --------------------------------------------------------------------------- solver
+class AlgebraicSolver:
+    """Algebraic multigrid whose cycle is :class:`mgnet.core.MgCycle`.
+
+    Built by :func:`smoothed_aggregation_solver` or :func:`from_pyamg`. ``levels`` is the
+    list of levels (each with SciPy ``A``, and ``P``, ``R`` towards the next one), as in
+    PyAMG; ``cycle`` is the core cycle that runs on ``device`` in ``dtype``.
+    """
+
+    def __init__(
+        self,
+        levels: Sequence,
+        smoother: str = "gauss_seidel",
+        nu: Sequence[int] | int = (1, 1),
+        omega: float | None = None,
+        device: str | torch.device | None = None,
+        dtype: torch.dtype = torch.float64,
+        coarse_dense_max: int = 4096,
+        method: str = "",
+    ) -> None:
+        if smoother not in AMG_SMOOTHERS:
+            raise ValueError(f"smoother: {smoother!r} is not one of {', '.join(AMG_SMOOTHERS)}")
+        nu = (nu, nu) if isinstance(nu, int) else tuple(int(x) for x in nu)
+        if len(nu) != 2 or min(nu) < 0 or sum(nu) < 1:
+            raise ValueError(f"nu: need two sweep counts (pre, post) >= 0, not both 0; got {nu}")
+        if dtype not in (torch.float64, torch.float32):
+            raise ValueError(f"dtype: expected torch.float64 or torch.float32, got {dtype}")
+        self.levels = list(levels)
+        self.smoother = smoother
+        self.nu = nu
+        self.omega = omega
+        self.method = method
+        self.device = resolve_device(device)
+        self.dtype = dtype
+        As = [lvl.A for lvl in self.levels]
+        Ps = [lvl.P for lvl in self.levels[:-1]]
+        Rs = [lvl.R for lvl in self.levels[:-1]]
+        self.cycle = build_cycle(As, Ps, Rs, smoother, nu, omega, coarse_dense_max).to(
+            self.device, dtype
+        )
+        self.A = self.cycle.levels[0].A
+        self.n = As[0].shape[0]
+        self._symmetric: bool | None = None
+
+    # ------------------------------------------------------------------ conversions
+    def to_cycle(self, b, name: str = "b") -> tuple[Tensor, object]:
+        """b as the cycle's (batch, n) node-major tensor, and what to turn x back into."""
+        if isinstance(b, Tensor):
+            kind = ("torch", b.device, b.dtype if b.is_floating_point() else self.dtype, b.dim())
+            t = b.detach()
+        else:
+            if sp.issparse(b):
+                b = b.toarray()
+            try:
+                arr = np.asarray(b)
+            except (TypeError, ValueError) as e:
+                raise TypeError(
+                    f"{name}: expected a NumPy array, torch tensor or SciPy vector, "
+                    f"got {type(b).__name__}"
+                ) from e
+            if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
+                raise TypeError(f"{name}: expected real numbers, got dtype {arr.dtype}")
+            kind = ("numpy", None, arr.dtype, arr.ndim)
+            t = torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float64))
+        if t.dim() not in (1, 2) or t.shape[0] != self.n:
+            raise ValueError(
+                f"{name}: expected shape ({self.n},) or ({self.n}, k), got {tuple(t.shape)}"
+            )
+        cols = t.reshape(self.n, -1).to(self.device, self.dtype).contiguous()
+        if cols.shape[1] == 0:
+            raise ValueError(f"{name}: has no columns")
+        return cols.T, kind
+
+    def from_cycle(self, x: Tensor, kind) -> np.ndarray | Tensor:
+        """The cycle's (batch, n) tensor as the kind of object ``b`` was."""
+        what, device, dtype, ndim = kind
+        cols = x.T
+        if ndim == 1:
+            cols = cols.reshape(-1)
+        if what == "torch":
+            return cols.to(device, dtype).contiguous()
+        out = cols.detach().cpu().numpy()
+        dtype = dtype if np.issubdtype(dtype, np.floating) else np.float64
+        return np.array(out, dtype=dtype, copy=True)
+
+    def check_cg(self) -> None:
+        """Refuse CG for a non-symmetric fine-level matrix (checked once)."""
+        if self._symmetric is None:
+            check_symmetric(self.levels[0].A)
+            self._symmetric = True
+
+    # ------------------------------------------------------------------------ facts
+    def operator_complexity(self) -> float:
+        """Total nonzeros of all A^l over those of A^1 (PyAMG's definition)."""
+        return sum(lvl.A.nnz for lvl in self.levels) / self.levels[0].A.nnz
+
+    def grid_complexity(self) -> float:
+        """Total unknowns of all levels over those of the finest."""
+        return sum(lvl.A.shape[0] for lvl in self.levels) / self.levels[0].A.shape[0]
+
+    def __repr__(self) -> str:
+        smoother = {
+            "gauss_seidel": "multicolour Gauss-Seidel",
+            "jacobi": "damped Jacobi",
+            "l1_jacobi": "l1-Jacobi",
+            "chebyshev": "Chebyshev",
+        }[self.smoother]
+        coarse = self.cycle.levels[-1].pre[0].B.extra_repr()
+        lines = [
+            f"AlgebraicSolver ({self.method}) on mgnet.core.MgCycle "
+            "(correction scheme, Pi = 0, sigma = identity, R = P^T)",
+            f"  smoother:  {smoother}, nu = {self.nu}; coarsest: {coarse}",
+            f"  device:    {self.device}, {str(self.dtype).replace('torch.', '')}",
+            f"  levels:    {len(self.levels)}, operator complexity "
+            f"{self.operator_complexity():.3f}, grid complexity {self.grid_complexity():.3f}",
+            "  level   unknowns    nonzeros",
+        ]
+        total = sum(lvl.A.nnz for lvl in self.levels)
+        for l, lvl in enumerate(self.levels):
+            lines.append(
+                f"  {l:>5}  {lvl.A.shape[0]:>9}  {lvl.A.nnz:>10}  [{100 * lvl.A.nnz / total:5.2f}%]"
+            )
+        return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------ factories
+def smoothed_aggregation_solver(
+    A,
+    B=None,
+    *,
+    blocksize: int | None = None,
+    theta: float = 0.0,
+    omega_prolongator: float = 4.0 / 3.0,
+    max_levels: int = 10,
+    max_coarse: int = 10,
+    smoother: str = "gauss_seidel",
+    nu: Sequence[int] | int = (1, 1),
+    omega: float | None = None,
+    device: str | torch.device | None = None,
+    dtype: torch.dtype = torch.float64,
+    seed: int = 0,
+) -> AlgebraicSolver:
+    """Smoothed-aggregation AMG on the MgNet cycle (PyAMG's interface).
+
+    Args:
+        A: the square sparse matrix (SciPy sparse, dense NumPy; a SciPy BSR matrix gives
+            its block size).
+        B: near-nullspace candidates, shape (n, K); default the constant vector. For
+            elasticity the rigid-body modes (:func:`~mgnet.multigrid.rigid_body_modes`).
+        blocksize: unknowns per node (default: A's BSR block size, else 1).
+        theta: strength threshold, |a_ij| >= theta sqrt(|a_ii a_jj|).
+        omega_prolongator: P = (I - w D^-1 A) T with w = omega_prolongator / rho(D^-1 A).
+        max_levels, max_coarse: stop coarsening at this many levels / unknowns.
+        smoother: ``gauss_seidel`` (multicolour; forward before, backward after the coarse
+            correction), ``jacobi``, ``l1_jacobi`` or ``chebyshev``.
+        nu: (pre, post) sweeps (Chebyshev: its degree).
+        omega: the Jacobi damping w of B = w D^-1 (default 4 / (3 rho(D^-1 A)) per level).
+        device, dtype: where and in which precision the cycle runs.
+        seed: seeds the parallel choices of aggregation and colouring (results are
+            deterministic for a given seed).
+    """
+    if blocksize is None:
+        blocksize = A.blocksize[0] if sp.issparse(A) and A.format == "bsr" else 1
+    A = check_matrix(A)
+    if not isinstance(blocksize, int) or blocksize < 1 or A.shape[0] % blocksize:
+        raise ValueError(
+            f"blocksize: must be a positive divisor of the size {A.shape[0]}, got {blocksize}"
+        )
+    B = _check_nullspace(A, B)
+    _diag_check(A)
+    levels = sa_hierarchy(
+        A,
+        B,
+        blocksize=blocksize,
+        theta=theta,
+        omega=omega_prolongator,
+        max_levels=max_levels,
+        max_coarse=max_coarse,
+        seed=seed,
+    )
+    return AlgebraicSolver(
+        levels,
+        smoother=smoother,
+        nu=nu,
+        omega=omega,
+        device=device,
+        dtype=dtype,
+        method="smoothed aggregation",
+    )
+
+
+def _diag_check(A: sp.csr_matrix) -> None:
+    d = A.diagonal()
+    if not np.all(d != 0):
+        raise ValueError(
+            f"A: row {int(np.flatnonzero(d == 0)[0])} has a zero diagonal entry; "
+            "the smoothers and smoothed aggregation need a_ii != 0"
+        )
+
+
+def from_pyamg(
+    ml,
+    *,
+    smoother: str = "gauss_seidel",
+    nu: Sequence[int] | int = (1, 1),
+    omega: float | None = None,
+    device: str | torch.device | None = None,
+    dtype: torch.dtype = torch.float64,
+) -> AlgebraicSolver:
+    """Run a PyAMG ``MultilevelSolver`` hierarchy (its A, P and R on every level; any
+    method: smoothed aggregation, Ruge-Stueben, ...) on the MgNet cycle, with this
+    package's smoothers and a direct coarsest solve. ``omega`` is the absolute Jacobi
+    damping (PyAMG's ``('jacobi', {'omega': w, 'withrho': False})`` is ``omega=w``)."""
+    if not hasattr(ml, "levels") or not ml.levels or not hasattr(ml.levels[0], "A"):
+        raise TypeError(f"ml: expected a pyamg MultilevelSolver, got {type(ml).__name__}")
+    levels = []
+    for l, lvl in enumerate(ml.levels):
+        last = l == len(ml.levels) - 1
+        A = check_matrix(lvl.A, f"ml.levels[{l}].A")
+        P = None if last else as_csr(lvl.P, f"ml.levels[{l}].P")
+        R = None if last else as_csr(lvl.R, f"ml.levels[{l}].R")
+        levels.append(SALevel(A=A, B=getattr(lvl, "B", None), P=P, R=R))
+    for l in range(len(levels) - 1):
+        n, nc = levels[l].A.shape[0], levels[l + 1].A.shape[0]
+        if levels[l].P.shape != (n, nc) or levels[l].R.shape != (nc, n):
+            raise ValueError(
+                f"ml: level {l} has P {levels[l].P.shape} and R {levels[l].R.shape}, "
+                f"expected ({n}, {nc}) and ({nc}, {n})"
+            )
+    name = type(ml).__name__
+    return AlgebraicSolver(
+        levels,
+        smoother=smoother,
+        nu=nu,
+        omega=omega,
+        device=device,
+        dtype=dtype,
+        method=f"from PyAMG {name}",
+    )
