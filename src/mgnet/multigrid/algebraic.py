@@ -32,6 +32,7 @@ from mgnet.multigrid.aggregation import SALevel, sa_hierarchy
 from mgnet.multigrid.sparse import (
     CoarseSolve,
     SparseMatrix,
+    _diagonal,
     as_csr,
     chebyshev,
     colour_graph,
@@ -351,7 +352,7 @@ def smoothed_aggregation_solver(
             f"blocksize: must be a positive divisor of the size {A.shape[0]}, got {blocksize}"
         )
     B = _check_nullspace(A, B)
-    _diag_check(A)
+    _diagonal(A)  # a_ii != 0, which the smoothers and the smoothed prolongator divide by
     levels = sa_hierarchy(
         A,
         B,
@@ -371,15 +372,6 @@ def smoothed_aggregation_solver(
         dtype=dtype,
         method="smoothed aggregation",
     )
-
-
-def _diag_check(A: sp.csr_matrix) -> None:
-    d = A.diagonal()
-    if not np.all(d != 0):
-        raise ValueError(
-            f"A: row {int(np.flatnonzero(d == 0)[0])} has a zero diagonal entry; "
-            "the smoothers and smoothed aggregation need a_ii != 0"
-        )
 
 
 def from_pyamg(
