@@ -1,16 +1,34 @@
-"""Geometric multigrid built on :mod:`mgnet.core` and :mod:`mgnet.stencils`.
+"""Multigrid solvers built on :mod:`mgnet.core` and :mod:`mgnet.stencils`.
 
-The solver adds only the driver around the core cycle: the hierarchy of fixed operators,
-the iteration to a tolerance, FMG, PCG, FAS for nonlinear operators, SciPy adapters.
-The algebraic instance (sparse A^l, smoothed aggregation, PyAMG hierarchies) runs the same
-cycle: :func:`smoothed_aggregation_solver`, :func:`from_pyamg`.
+Set-up and solving are separate, as in PyAMG: a set-up function builds the list of levels
+(:func:`geometric_hierarchy` for stencils on grids; smoothed aggregation or a PyAMG
+hierarchy for sparse matrices: :func:`smoothed_aggregation_solver`, :func:`from_pyamg`),
+and :class:`MultilevelSolver` runs the core cycle over any such list: the iteration to
+a tolerance, CG, FMG, FAS for nonlinear operators, SciPy adapters, the level table.
+Smoothers plug in through the
+:class:`Smoother` protocol.
 """
 
 from mgnet.multigrid.aggregation import rigid_body_modes
 from mgnet.multigrid.algebraic import AlgebraicSolver, from_pyamg, smoothed_aggregation_solver
 from mgnet.multigrid.demo import demo_poisson
+from mgnet.multigrid.multilevel import (
+    PRECISIONS,
+    STOP_REASONS,
+    MultilevelSolver,
+    SolveInfo,
+    SolverLevel,
+)
 from mgnet.multigrid.problems import PROBLEMS, Problem, make_problem
-from mgnet.multigrid.solver import COARSE, PRECISIONS, SMOOTHERS, MultigridSolver
+from mgnet.multigrid.smoothing import (
+    SMOOTHERS,
+    ChebyshevSmoother,
+    JacobiSmoother,
+    RedBlackGaussSeidel,
+    Smoother,
+    as_smoother,
+)
+from mgnet.multigrid.solver import COARSE, MultigridSolver, geometric_hierarchy
 
 __all__ = [
     "AlgebraicSolver",
@@ -18,11 +36,21 @@ __all__ = [
     "PRECISIONS",
     "PROBLEMS",
     "SMOOTHERS",
+    "STOP_REASONS",
+    "ChebyshevSmoother",
+    "JacobiSmoother",
     "MultigridSolver",
+    "MultilevelSolver",
     "Problem",
+    "RedBlackGaussSeidel",
+    "SolveInfo",
+    "SolverLevel",
+    "Smoother",
+    "as_smoother",
     "demo_poisson",
     "from_pyamg",
-    "make_problem",
     "rigid_body_modes",
     "smoothed_aggregation_solver",
+    "geometric_hierarchy",
+    "make_problem",
 ]
