@@ -26,9 +26,8 @@ import scipy.sparse as sp
 import torch
 from torch import Tensor
 
-from mgnet.core import Level, MgCycle, Step, Transfer
-from mgnet.device import resolve_device
 from mgnet.multigrid.aggregation import SALevel, sa_hierarchy
+from mgnet.multigrid.multilevel import MultilevelSolver, SolverLevel
 from mgnet.multigrid.sparse import (
     CoarseSolve,
     SparseMatrix,
@@ -45,7 +44,6 @@ from mgnet.multigrid.sparse import (
 __all__ = [
     "AMG_SMOOTHERS",
     "AlgebraicSolver",
-    "build_cycle",
     "check_matrix",
     "check_symmetric",
     "from_pyamg",
@@ -133,20 +131,17 @@ def _check_nullspace(A: sp.csr_matrix, B, name: str = "B") -> np.ndarray:
     return B
 
 
-# ----------------------------------------------------------------------- the cycle
-def _smoothing_steps(
-    A: sp.csr_matrix, Am: SparseMatrix, smoother: str, nu: tuple[int, int], omega: float | None
-) -> tuple[list[Step], list[Step]]:
-    """(pre, post) steps of one level; post runs the pre steps' B's in reverse order."""
+# ------------------------------------------------------------------- smoothers
+def _smoothers(A: sp.csr_matrix, smoother: str, nu: tuple[int, int], omega: float | None):
+    """(pre, post): the B^{l,i} of one level; post runs the pre B's in reverse order, so
+    that a cycle from zero is symmetric (a CG preconditioner)."""
     pre_n, post_n = nu
     if smoother == "gauss_seidel":
         sweep = multicolour_gauss_seidel(A, colour_graph(A))
-        pre = [Step(Am, B) for _ in range(pre_n) for B in sweep]
-        post = [Step(Am, B) for _ in range(post_n) for B in sweep[::-1]]
-        return pre, post
+        return sweep * pre_n, sweep[::-1] * post_n
     if smoother == "chebyshev":
         Bs = chebyshev(A, degree=max(pre_n, post_n))
-        return [Step(Am, B) for B in Bs[:pre_n]], [Step(Am, B) for B in Bs[::-1][:post_n]]
+        return Bs[:pre_n], Bs[::-1][:post_n]
     if smoother == "jacobi":
         w = omega
         if w is None:
@@ -154,47 +149,23 @@ def _smoothing_steps(
         B = jacobi(A, w)
     else:
         B = l1_jacobi(A, 1.0 if omega is None else omega)
-    return [Step(Am, B) for _ in range(pre_n)], [Step(Am, B) for _ in range(post_n)]
-
-
-def build_cycle(
-    As: Sequence[sp.csr_matrix],
-    Ps: Sequence[sp.csr_matrix],
-    Rs: Sequence[sp.csr_matrix],
-    smoother: str = "gauss_seidel",
-    nu: tuple[int, int] = (1, 1),
-    omega: float | None = None,
-    coarse_dense_max: int = 4096,
-) -> MgCycle:
-    """The core cycle over a hierarchy of sparse matrices: A^l, P^l and R^l (SciPy CSR,
-    finest first), Pi = 0, sigma = identity, the smoother's B^{l,i}, and B = A^-1 on the
-    coarsest level."""
-    levels, transfers = [], []
-    for l, A in enumerate(As):
-        Am = SparseMatrix(A, f"A^{l + 1}")
-        if l == len(As) - 1:
-            levels.append(Level(Am, [Step(Am, CoarseSolve(A, coarse_dense_max))]))
-            break
-        pre, post = _smoothing_steps(A, Am, smoother, nu, omega)
-        levels.append(Level(Am, pre, post))
-        transfers.append(
-            Transfer(R=SparseMatrix(Rs[l], f"R^{l + 2}_{l + 1}"), P=SparseMatrix(Ps[l], "P"))
-        )
-    return MgCycle(levels, transfers, shape="V")
+    return [B] * pre_n, [B] * post_n
 
 
 # --------------------------------------------------------------------------- solver
-class AlgebraicSolver:
-    """Algebraic multigrid whose cycle is :class:`mgnet.core.MgCycle`.
+class AlgebraicSolver(MultilevelSolver):
+    """Algebraic multigrid whose cycle is :class:`mgnet.core.MgCycle`, driven by the shared
+    :class:`~mgnet.multigrid.MultilevelSolver` (``solve``, ``aspreconditioner``, the
+    complexities and the level table live there, once).
 
     Built by :func:`smoothed_aggregation_solver` or :func:`from_pyamg`. ``levels`` is the
-    list of levels (each with SciPy ``A``, and ``P``, ``R`` towards the next one), as in
-    PyAMG; ``cycle`` is the core cycle that runs on ``device`` in ``dtype``.
+    base's list of levels (modules); ``hierarchy`` the same levels as SciPy matrices
+    (``A``, and ``P``, ``R`` towards the next one; ``B`` for smoothed aggregation).
     """
 
     def __init__(
         self,
-        levels: Sequence,
+        hierarchy: Sequence,
         smoother: str = "gauss_seidel",
         nu: Sequence[int] | int = (1, 1),
         omega: float | None = None,
@@ -210,102 +181,101 @@ class AlgebraicSolver:
             raise ValueError(f"nu: need two sweep counts (pre, post) >= 0, not both 0; got {nu}")
         if dtype not in (torch.float64, torch.float32):
             raise ValueError(f"dtype: expected torch.float64 or torch.float32, got {dtype}")
-        self.levels = list(levels)
+        self.hierarchy = list(hierarchy)
         self.smoother = smoother
         self.nu = nu
         self.omega = omega
         self.method = method
-        self.device = resolve_device(device)
-        self.dtype = dtype
-        As = [lvl.A for lvl in self.levels]
-        Ps = [lvl.P for lvl in self.levels[:-1]]
-        Rs = [lvl.R for lvl in self.levels[:-1]]
-        self.cycle = build_cycle(As, Ps, Rs, smoother, nu, omega, coarse_dense_max).to(
-            self.device, dtype
-        )
-        self.A = self.cycle.levels[0].A
-        self.n = As[0].shape[0]
+        self.n = self.hierarchy[0].A.shape[0]
+        self.shape = (self.n,)
+        levels = []
+        for l, lvl in enumerate(self.hierarchy):
+            A = lvl.A
+            Am = SparseMatrix(A, f"A^{l + 1}")
+            last = l == len(self.hierarchy) - 1
+            if last:
+                coarse = CoarseSolve(A, coarse_dense_max)
+                pre, post, info = [coarse], [], f"sparse; coarsest: {coarse.extra_repr()}"
+            else:
+                pre, post = _smoothers(A, smoother, nu, omega)
+                info = f"sparse, {pre[0].extra_repr() if pre else post[0].extra_repr()}"
+            levels.append(
+                SolverLevel(
+                    A=Am,
+                    presmoother=pre,
+                    postsmoother=post,
+                    R=None if last else SparseMatrix(lvl.R, f"R^{l + 2}_{l + 1}"),
+                    P=None if last else SparseMatrix(lvl.P, "P"),
+                    unknowns=A.shape[0],
+                    nnz=A.nnz,
+                    shape=(A.shape[0],),
+                    info=info,
+                )
+            )
+        precision = "float64" if dtype == torch.float64 else "float32"
+        super().__init__(levels, precision=precision, device=device)
         self._symmetric: bool | None = None
 
-    # ------------------------------------------------------------------ conversions
-    def to_cycle(self, b, name: str = "b") -> tuple[Tensor, object]:
-        """b as the cycle's (batch, n) node-major tensor, and what to turn x back into."""
-        if isinstance(b, Tensor):
-            kind = ("torch", b.device, b.dtype if b.is_floating_point() else self.dtype, b.dim())
-            t = b.detach()
-        else:
-            if sp.issparse(b):
-                b = b.toarray()
-            try:
-                arr = np.asarray(b)
-            except (TypeError, ValueError) as e:
-                raise TypeError(
-                    f"{name}: expected a NumPy array, torch tensor or SciPy vector, "
-                    f"got {type(b).__name__}"
-                ) from e
-            if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
-                raise TypeError(f"{name}: expected real numbers, got dtype {arr.dtype}")
-            kind = ("numpy", None, arr.dtype, arr.ndim)
-            t = torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float64))
-        if t.dim() not in (1, 2) or t.shape[0] != self.n:
+    # ------------------------------------------------------------ vectors (hooks)
+    def _to_cycle(self, x: Tensor, name: str) -> Tensor:
+        """(n,) or (n, k) -> the cycle's (k, n), node-major (a view)."""
+        if x.dim() not in (1, 2) or x.shape[0] != self.n or x.numel() == 0:
             raise ValueError(
-                f"{name}: expected shape ({self.n},) or ({self.n}, k), got {tuple(t.shape)}"
+                f"{name}: expected shape ({self.n},) or ({self.n}, k), got {tuple(x.shape)}"
             )
-        cols = t.reshape(self.n, -1).to(self.device, self.dtype).contiguous()
-        if cols.shape[1] == 0:
-            raise ValueError(f"{name}: has no columns")
-        return cols.T, kind
+        return x.reshape(self.n, -1).T
 
-    def from_cycle(self, x: Tensor, kind) -> np.ndarray | Tensor:
+    def _from_cycle(self, x: Tensor, given: tuple[int, ...]) -> Tensor:
+        return x.T.reshape(given)
+
+    def _vector(self, v, name: str, dtype: torch.dtype):
+        if sp.issparse(v):  # a SciPy sparse column (or columns)
+            v = v.toarray()
+        return super()._vector(v, name, dtype)
+
+    def to_cycle(self, b, name: str = "b") -> tuple[Tensor, tuple]:
+        """b as the cycle's (batch, n) tensor, and what :meth:`from_cycle` needs."""
+        x, numpy_like, given = self._vector(b, name, self.dtype)
+        return x, (numpy_like, given)
+
+    def from_cycle(self, x: Tensor, kind: tuple) -> np.ndarray | Tensor:
         """The cycle's (batch, n) tensor as the kind of object ``b`` was."""
-        what, device, dtype, ndim = kind
-        cols = x.T
-        if ndim == 1:
-            cols = cols.reshape(-1)
-        if what == "torch":
-            return cols.to(device, dtype).contiguous()
-        out = cols.detach().cpu().numpy()
-        dtype = dtype if np.issubdtype(dtype, np.floating) else np.float64
-        return np.array(out, dtype=dtype, copy=True)
+        return self._output(x, *kind)
+
+    def solve(
+        self,
+        b,
+        x0=None,
+        tol: float = 1e-8,
+        maxiter: int = 100,
+        cycle: str = "V",
+        accel: str | None = None,
+        residuals: list | None = None,
+        callback=None,
+    ):
+        """The base's solve, after refusing a non-symmetric A for ``accel="cg"``."""
+        if accel == "cg":
+            self.check_cg()
+        return super().solve(b, x0, tol, maxiter, cycle, accel, residuals, callback)
 
     def check_cg(self) -> None:
         """Refuse CG for a non-symmetric fine-level matrix (checked once)."""
         if self._symmetric is None:
-            check_symmetric(self.levels[0].A)
+            check_symmetric(self.hierarchy[0].A)
             self._symmetric = True
 
-    # ------------------------------------------------------------------------ facts
-    def operator_complexity(self) -> float:
-        """Total nonzeros of all A^l over those of A^1 (PyAMG's definition)."""
-        return sum(lvl.A.nnz for lvl in self.levels) / self.levels[0].A.nnz
-
-    def grid_complexity(self) -> float:
-        """Total unknowns of all levels over those of the finest."""
-        return sum(lvl.A.shape[0] for lvl in self.levels) / self.levels[0].A.shape[0]
-
-    def __repr__(self) -> str:
+    def _header(self) -> list[str]:
         smoother = {
             "gauss_seidel": "multicolour Gauss-Seidel",
             "jacobi": "damped Jacobi",
             "l1_jacobi": "l1-Jacobi",
             "chebyshev": "Chebyshev",
         }[self.smoother]
-        coarse = self.cycle.levels[-1].pre[0].B.extra_repr()
-        lines = [
+        return [
             f"AlgebraicSolver ({self.method}) on mgnet.core.MgCycle "
             "(correction scheme, Pi = 0, sigma = identity, R = P^T)",
-            f"  smoother:  {smoother}, nu = {self.nu}; coarsest: {coarse}",
-            f"  device:    {self.device}, {str(self.dtype).replace('torch.', '')}",
-            f"  levels:    {len(self.levels)}, operator complexity "
-            f"{self.operator_complexity():.3f}, grid complexity {self.grid_complexity():.3f}",
-            "  level   unknowns    nonzeros",
+            f"  smoother:  {smoother}, nu = {self.nu}",
         ]
-        total = sum(lvl.A.nnz for lvl in self.levels)
-        for l, lvl in enumerate(self.levels):
-            lines.append(
-                f"  {l:>5}  {lvl.A.shape[0]:>9}  {lvl.A.nnz:>10}  [{100 * lvl.A.nnz / total:5.2f}%]"
-            )
-        return "\n".join(lines)
 
 
 # ------------------------------------------------------------------------ factories
