@@ -395,7 +395,8 @@ def _run_solve_matrix(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     accel = "cg" if args.cycle == "pcg" else None
     cycle = "V" if args.cycle == "pcg" else args.cycle
-    x = ml.solve(b, tol=args.tol, maxiter=args.maxiter, cycle=cycle, accel=accel, residuals=history)
+    maxiter = 100 if args.maxiter is None else args.maxiter
+    x = ml.solve(b, tol=args.tol, maxiter=maxiter, cycle=cycle, accel=accel, residuals=history)
     solve_s = time.perf_counter() - t0
     rel = history[-1] / history[0] if history and history[0] > 0 else 0.0
     converged = bool(rel <= args.tol)
