@@ -20,7 +20,9 @@ How a product is computed (the values are the same on every path):
 
 Smoothers are B modules (data -> feature) of the cycle's step u <- u + B (f - A u):
 :class:`DiagonalSmoother` (damped Jacobi, l1-Jacobi, one Chebyshev step), :class:`ColourStep`
-(one colour of a multicolour Gauss-Seidel sweep) and :class:`CoarseSolve` (B = A^-1).
+(one colour of a multicolour Gauss-Seidel sweep, parallel: the CUDA Gauss-Seidel),
+:class:`GaussSeidelSweep` (a lexicographic forward or backward sweep, compiled,
+sequential: the CPU Gauss-Seidel) and :class:`CoarseSolve` (B = A^-1).
 """
 
 from __future__ import annotations
@@ -46,6 +48,8 @@ __all__ = [
     "DiagonalSmoother",
     "ColourStep",
     "CoarseSolve",
+    "GaussSeidelSweep",
+    "gauss_seidel",
     "jacobi",
     "l1_jacobi",
     "chebyshev",
@@ -54,6 +58,14 @@ __all__ = [
     "spectral_radius",
     "as_csr",
 ]
+
+
+def _kernels():
+    """The compiled CPU kernels of the algebraic instance (imported, and numba with them,
+    on first use)."""
+    from mgnet.multigrid import _amg_compiled
+
+    return _amg_compiled
 
 
 def as_csr(M, name: str = "A") -> sp.csr_matrix:
@@ -349,6 +361,134 @@ def chebyshev(
         DiagonalSmoother(w * dinv, f"{w:.4g} D^-1 (Chebyshev step {i + 1}/{degree})")
         for i, w in enumerate(chebyshev_weights(degree, rho, lower))
     ]
+
+
+# ------------------------------------------------------- lexicographic Gauss-Seidel
+class _TriangularSolve(torch.autograd.Function):
+    """x = B r for a :class:`GaussSeidelSweep` B, computed on the CPU (any device and
+    dtype in and out); the gradient is B^T g, the transposed triangular solve."""
+
+    @staticmethod
+    def forward(ctx, r: Tensor, sweep: GaussSeidelSweep) -> Tensor:
+        ctx.sweep = sweep
+        return sweep._solve(r, transpose=False)
+
+    @staticmethod
+    def backward(ctx, g: Tensor):
+        return ctx.sweep._solve(g, transpose=True), None
+
+
+def _block_diagonal_inverse(A: sp.csr_matrix, b: int, name: str = "A") -> np.ndarray:
+    """The inverses of the b x b diagonal blocks of A, shape (n / b, b, b) (b = 1:
+    1 / a_ii). A zero diagonal entry or a singular block is a one-line ValueError."""
+    if b == 1:
+        return (1.0 / _diagonal(A, name))[:, None, None]
+    C = A.tocoo()
+    on = C.row // b == C.col // b
+    D = np.zeros((A.shape[0] // b, b, b))
+    D[C.row[on] // b, C.row[on] % b, C.col[on] % b] = C.data[on]
+    det = np.linalg.det(D)
+    bad = np.flatnonzero(~(np.abs(det) > 1e-300))
+    if bad.size:
+        raise ValueError(
+            f"{name}: the {b} x {b} diagonal block of node {int(bad[0])} is singular; "
+            "block Gauss-Seidel needs invertible diagonal blocks"
+        )
+    return np.linalg.inv(D)
+
+
+class GaussSeidelSweep(nn.Module):
+    """B = (D + L)^-1 (forward sweep) or B = (D + U)^-1 (``reverse=True``, backward sweep):
+    one lexicographic Gauss-Seidel sweep over the unknowns in their natural order, D, L,
+    U the diagonal, strictly lower and strictly upper parts of A^l. With ``blocksize``
+    b > 1 it is block Gauss-Seidel: D holds the b x b diagonal blocks (the unknowns of
+    one node, e.g. the displacements of elasticity), L and U the blocks off it.
+
+    ``update_(A, u, f)`` is the sweep itself, u <- u + B (f - A u), done in place by a
+    compiled kernel (each u_i is replaced using the values already updated in the same
+    sweep; the residual is never formed); ``forward(r)`` is the sweep from u = 0, the
+    triangular solve B r (a coarse level's first step). Forward sweeps before the coarse
+    correction and backward sweeps after it make the cycle a symmetric operator for a
+    symmetric A (a CG preconditioner), because (D + L)^T = D + U.
+
+    The sweep is sequential: it runs on the CPU. On CUDA tensors, or when a gradient is
+    needed, B r is computed on a CPU copy and the gradient is B^T g (the transposed
+    solve); the multicolour sweep (:func:`multicolour_gauss_seidel`) is the parallel
+    Gauss-Seidel for CUDA.
+
+    ``A`` is the level's :class:`SparseMatrix`, shared (not copied) with the level.
+    """
+
+    def __init__(self, A: SparseMatrix, reverse: bool = False, blocksize: int = 1) -> None:
+        super().__init__()
+        self.A = A
+        self.reverse = bool(reverse)
+        self.blocksize = int(blocksize)
+        dinv = _block_diagonal_inverse(A.to_scipy(), self.blocksize)
+        self.register_buffer("dinv", torch.from_numpy(dinv))
+        self._copies: dict[bool, tuple] = {}
+
+    def _apply(self, fn, recurse: bool = True):  # .to(), .double(), ...: drop the copies
+        self._copies = {}
+        return super()._apply(fn, recurse)
+
+    def _fast(self, *ts: Tensor) -> bool:
+        return _numpy_ok(*ts, self.A.values, self.dinv)
+
+    def _cpu64(self, transpose: bool) -> tuple:
+        """(indptr, indices, data, dinv) of A (or of A^T) as float64 CPU arrays."""
+        hit = self._copies.get(transpose)
+        if hit is None:
+            M = self.A.to_scipy()
+            dinv = self.dinv.detach().double().cpu().numpy()
+            if transpose:  # (D + L)^T = D^T + (the strictly upper part of A^T): sweep A^T
+                M = M.T.tocsr()
+                M.sort_indices()
+                dinv = np.ascontiguousarray(dinv.transpose(0, 2, 1))
+            hit = self._copies[transpose] = (M.indptr, M.indices, M.data, dinv)
+        return hit
+
+    def _solve(self, r: Tensor, transpose: bool) -> Tensor:
+        """B r (or B^T r) on a float64 CPU copy of r, returned on r's device and dtype."""
+        rhs = np.ascontiguousarray(_cols(r).detach().double().cpu().numpy())
+        x = np.zeros_like(rhs)
+        _kernels().gauss_seidel_sweep(*self._cpu64(transpose), x, rhs, self.reverse != transpose)
+        return torch.from_numpy(x).to(r.device, r.dtype).T
+
+    def _sweep(self, u: np.ndarray, f: np.ndarray) -> None:
+        """The compiled sweep on node-major arrays in this module's dtype (CPU)."""
+        indptr, indices, data, _ = self.A._np()
+        _kernels().gauss_seidel_sweep(indptr, indices, data, self.dinv.numpy(), u, f, self.reverse)
+
+    def forward(self, r: Tensor) -> Tensor:
+        self.A._check(r, "r")
+        if self._fast(r):
+            f = _cols(r).numpy()
+            x = np.zeros(f.shape, dtype=f.dtype)
+            self._sweep(x, f)
+            return torch.from_numpy(x).T
+        return _TriangularSolve.apply(r, self)
+
+    def update_(self, A: nn.Module, u: Tensor, f: Tensor) -> Tensor:
+        """u <- u + B (f - A u) in place: one Gauss-Seidel sweep (A must be this B's A)."""
+        if A is self.A and self._fast(u, f) and u.T.is_contiguous():
+            self._sweep(u.T.numpy(), _cols(f).numpy())
+            return u
+        return u.add_(self(core_residual(A, u, f)))
+
+    def extra_repr(self) -> str:
+        which = "(D + U)^-1 (backward" if self.reverse else "(D + L)^-1 (forward"
+        block = f", {self.blocksize} x {self.blocksize} blocks" if self.blocksize > 1 else ""
+        return f"B = {which} Gauss-Seidel sweep{block})"
+
+
+def gauss_seidel(A: SparseMatrix, blocksize: int = 1) -> tuple[GaussSeidelSweep, GaussSeidelSweep]:
+    """(forward, backward): the lexicographic (block) Gauss-Seidel sweeps of the level
+    whose operator is ``A``, B = (D + L)^-1 and B = (D + U)^-1."""
+    forward = GaussSeidelSweep(A, reverse=False, blocksize=blocksize)
+    backward = GaussSeidelSweep(A, reverse=True, blocksize=blocksize)
+    backward.dinv = forward.dinv  # one copy of D^-1 for both
+    return forward, backward
 
 
 # --------------------------------------------------------------- multicolour sweeps
