@@ -338,7 +338,7 @@ def smoothed_aggregation_solver(
     theta: float = 0.02,
     omega_prolongator: float = 4.0 / 3.0,
     max_levels: int = 10,
-    max_coarse: int = 10,
+    max_coarse: int = 300,
     aggregation: str = "standard",
     improve_candidates: int = 4,
     smoother: str | None = None,
@@ -362,7 +362,10 @@ def smoothed_aggregation_solver(
             contrast 1e6: 59 PCG iterations at theta = 0, 16 at 0.02); where nothing
             jumps it leaves the hierarchy as it was.
         omega_prolongator: P = (I - w D^-1 A) T with w = omega_prolongator / rho(D^-1 A).
-        max_levels, max_coarse: stop coarsening at this many levels / unknowns.
+        max_levels, max_coarse: stop coarsening at this many levels / unknowns. The
+            coarsest level is solved directly (a dense inverse up to 4096 unknowns);
+            ``max_coarse`` defaults to 300 (PyAMG's: 10) because below a few hundred
+            unknowns one dense product costs less than the work of visiting more levels.
         aggregation: ``"standard"`` (default: the sequential greedy aggregation, compiled,
             on the CPU) or ``"parallel"`` (vectorised distance-2 independent sets, what a
             GPU set-up runs; less regular aggregates, more iterations).

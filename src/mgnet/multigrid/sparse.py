@@ -60,12 +60,18 @@ __all__ = [
 ]
 
 
+_KERNELS = None
+
+
 def _kernels():
     """The compiled CPU kernels of the algebraic instance (imported, and numba with them,
     on first use)."""
-    from mgnet.multigrid import _amg_compiled
+    global _KERNELS
+    if _KERNELS is None:
+        from mgnet.multigrid import _amg_compiled
 
-    return _amg_compiled
+        _KERNELS = _amg_compiled
+    return _KERNELS
 
 
 def as_csr(M, name: str = "A") -> sp.csr_matrix:
@@ -88,21 +94,24 @@ def _index_dtype(M: sp.csr_matrix) -> np.dtype:
 
 def _cols(u: Tensor) -> Tensor:
     """The (n, batch) node-major array behind a (batch, n) tensor (a view when possible)."""
-    return u.T if u.T.is_contiguous() else u.T.contiguous()
+    t = u.T
+    return t if t.is_contiguous() else t.contiguous()
+
+
+_FLOATS = (torch.float32, torch.float64)
 
 
 def _numpy_ok(*ts: Tensor) -> bool:
-    """True when SciPy's kernels can run on these tensors: CPU, no autograd, one dtype."""
-    if _sparsetools is None:
+    """True when SciPy's kernels can run on these tensors: CPU, no autograd, one dtype.
+    (Called several times per level and cycle: written for few attribute look-ups.)"""
+    dtype = ts[0].dtype
+    if _sparsetools is None or dtype not in _FLOATS:
         return False
-    t0 = ts[0]
-    return all(
-        t.device.type == "cpu"
-        and t.dtype == t0.dtype
-        and t.dtype in (torch.float32, torch.float64)
-        and not (t.requires_grad and torch.is_grad_enabled())
-        for t in ts
-    )
+    grad = torch.is_grad_enabled()
+    for t in ts:  # noqa: SIM110 (a loop, not all() over a generator: the hot path)
+        if not t.is_cpu or t.dtype != dtype or (grad and t.requires_grad):
+            return False
+    return True
 
 
 class SparseMatrix(nn.Module):
@@ -148,10 +157,11 @@ class SparseMatrix(nn.Module):
 
     def _np(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """(indptr, indices, data, -data) as zero-copy NumPy views of the CPU buffers."""
-        key = ("np", self.values.data_ptr(), self.values.dtype)
+        values = self._buffers["values"]
+        key = ("np", values.data_ptr(), values.dtype)
         hit = self._cache.get(key)
         if hit is None:
-            data = self.values.detach().numpy()
+            data = values.detach().numpy()
             hit = (self.crow.numpy(), self.col.numpy(), data, -data)
             self._cache = {key: hit}
         return hit
@@ -181,34 +191,30 @@ class SparseMatrix(nn.Module):
             )
 
     # --------------------------------------------------------------------- products
-    def _matvecs(self, data: np.ndarray, x: np.ndarray, y: np.ndarray) -> None:
-        """y += M x for node-major (n, k) arrays, in place (SciPy's compiled kernel)."""
-        indptr, indices, _, _ = self._np()
+    def _matvecs(self, negate: bool, x: np.ndarray, y: np.ndarray) -> None:
+        """y += M x (``negate``: y -= M x) for node-major (n, k) arrays, in place (SciPy's
+        compiled kernel)."""
+        indptr, indices, data, neg = self._np()
+        m, n = self.shape
         k = x.shape[1]
         if k == 1:
             _sparsetools.csr_matvec(
-                self.shape[0], self.shape[1], indptr, indices, data, x.reshape(-1), y.reshape(-1)
+                m, n, indptr, indices, neg if negate else data, x.reshape(-1), y.reshape(-1)
             )
         else:
             _sparsetools.csr_matvecs(
-                self.shape[0],
-                self.shape[1],
-                k,
-                indptr,
-                indices,
-                data,
-                x.reshape(-1),
-                y.reshape(-1),
+                m, n, k, indptr, indices, neg if negate else data, x.reshape(-1), y.reshape(-1)
             )
 
     def forward(self, u: Tensor) -> Tensor:
         self._check(u)
-        if _numpy_ok(u, self.values):
+        values = self._buffers["values"]
+        if _numpy_ok(u, values):
             x = _cols(u).numpy()
             y = np.zeros((self.shape[0], x.shape[1]), dtype=x.dtype)
-            self._matvecs(self._np()[2], x, y)
+            self._matvecs(False, x, y)
             return torch.from_numpy(y).T
-        return (self.csr() @ _cols(u).to(self.values.dtype)).T
+        return (self.csr() @ _cols(u).to(values.dtype)).T
 
     def residual(self, u: Tensor | None, f: Tensor, out: Tensor | None = None) -> Tensor:
         """f - M u (u = None is zero). ``out``, a (batch, m) node-major tensor, receives it
@@ -216,15 +222,15 @@ class SparseMatrix(nn.Module):
         if u is None:
             return f
         self._check(u)
-        if _numpy_ok(u, f, self.values):
+        if _numpy_ok(u, f, self._buffers["values"]):
             if out is None:
-                y = np.array(_cols(f).numpy(), order="C", copy=True)
+                y = _cols(f).numpy().copy()
                 res = torch.from_numpy(y).T
             else:
                 res = out
-                y = _cols(out).numpy()
+                y = out.T.numpy()
                 np.copyto(y, _cols(f).numpy())
-            self._matvecs(self._np()[3], _cols(u).numpy(), y)
+            self._matvecs(True, _cols(u).numpy(), y)
             return res
         r = f - self(u)
         if out is not None:
@@ -234,8 +240,9 @@ class SparseMatrix(nn.Module):
     def add_to(self, u: Tensor, e: Tensor) -> Tensor:
         """u += M e in place (u must be node-major); returns u."""
         self._check(e, "e")
-        if _numpy_ok(u, e, self.values) and u.T.is_contiguous():
-            self._matvecs(self._np()[2], _cols(e).numpy(), u.T.numpy())
+        ut = u.T
+        if _numpy_ok(u, e, self._buffers["values"]) and ut.is_contiguous():
+            self._matvecs(False, _cols(e).numpy(), ut.numpy())
             return u
         return u.add_(self(e))
 
@@ -433,7 +440,7 @@ class GaussSeidelSweep(nn.Module):
         return super()._apply(fn, recurse)
 
     def _fast(self, *ts: Tensor) -> bool:
-        return _numpy_ok(*ts, self.A.values, self.dinv)
+        return _numpy_ok(*ts, self.A._buffers["values"], self._buffers["dinv"])
 
     def _cpu64(self, transpose: bool) -> tuple:
         """(indptr, indices, data, dinv) of A (or of A^T) as float64 CPU arrays."""
@@ -458,7 +465,8 @@ class GaussSeidelSweep(nn.Module):
     def _sweep(self, u: np.ndarray, f: np.ndarray) -> None:
         """The compiled sweep on node-major arrays in this module's dtype (CPU)."""
         indptr, indices, data, _ = self.A._np()
-        _kernels().gauss_seidel_sweep(indptr, indices, data, self.dinv.numpy(), u, f, self.reverse)
+        dinv = self._buffers["dinv"].numpy()
+        _kernels().gauss_seidel_sweep(indptr, indices, data, dinv, u, f, self.reverse)
 
     def forward(self, r: Tensor) -> Tensor:
         self.A._check(r, "r")
@@ -565,7 +573,7 @@ class ColourStep(nn.Module):
             uc = u.T.numpy()
             i = idx.numpy()
             y = _cols(f).numpy()[i]  # (m, batch): f on the colour's rows, a fresh array
-            self.rows._matvecs(self.rows._np()[3], uc, y)
+            self.rows._matvecs(True, uc, y)
             y *= self.dinv.numpy()[:, None]
             uc[i] += y
             return u
