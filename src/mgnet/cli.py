@@ -308,7 +308,9 @@ SUBCOMMANDS.append(_add_solve)
 
 # ------------------------------------------------------- solve: sparse matrices (AMG)
 _MATRIX_PROBLEMS = ("fem-poisson", "fem-jump", "fem-elasticity", "darcy", "rotated-anisotropy")
-_AMG_SMOOTHER = {"rbgs": "gauss_seidel", "jacobi": "jacobi", "chebyshev": "chebyshev"}
+# rbgs (the grid solver's Gauss-Seidel) is the algebraic solver's default Gauss-Seidel:
+# lexicographic sweeps on the CPU, multicolour on CUDA
+_AMG_SMOOTHER = {"rbgs": None, "jacobi": "jacobi", "chebyshev": "chebyshev"}
 
 
 def _add_solve_matrix(p: argparse.ArgumentParser) -> None:
@@ -408,7 +410,7 @@ def _run_solve_matrix(args: argparse.Namespace) -> int:
         "levels": len(ml.levels),
         "operator_complexity": ml.operator_complexity(),
         "cycle": args.cycle,
-        "smoother": options["smoother"],
+        "smoother": ml.smoother,
         "nu": list(nu),
         "dtype": args.dtype,
         "device": str(ml.device),
