@@ -254,7 +254,7 @@ def test_wrong_right_hand_side_is_refused():
 def test_cuda_cycle_equals_cpu_cycle():
     A = poisson(32)
     b = np.random.default_rng(4).standard_normal((A.shape[0], 3))
-    for smoother in ("gauss_seidel", "jacobi", "chebyshev"):
+    for smoother in ("gauss_seidel", "multicolour_gauss_seidel", "jacobi", "chebyshev"):
         cpu = smoothed_aggregation_solver(A, smoother=smoother, device="cpu")
         gpu = smoothed_aggregation_solver(A, smoother=smoother, device="cuda")
         x_cpu = _solve(cpu, b, 4).T.numpy()

@@ -14,7 +14,7 @@ from mgnet.multigrid.aggregation import (
     strength,
     tentative_prolongator,
 )
-from mgnet.multigrid.algebraic import smoothed_aggregation_solver
+from mgnet.multigrid.algebraic import default_smoother, smoothed_aggregation_solver
 from mgnet.multigrid.matrices import darcy_matrix, rotated_anisotropy
 from mgnet.multigrid.sparse import GaussSeidelSweep, SparseMatrix, gauss_seidel
 
@@ -213,6 +213,7 @@ def test_gauss_seidel_cycle_is_a_symmetric_preconditioner(smoother):
 def test_default_smoother_depends_on_the_device():
     s = smoothed_aggregation_solver(laplace2d(10), device="cpu")
     assert s.smoother == "gauss_seidel" and "Gauss-Seidel (lexicographic" in repr(s)
+    assert default_smoother(torch.device("cuda")) == "multicolour_gauss_seidel"
     with pytest.raises(ValueError, match="^aggregation: 'lloyd' is not one of standard, par"):
         smoothed_aggregation_solver(laplace2d(10), aggregation="lloyd")
 

@@ -50,6 +50,7 @@ __all__ = [
     "AlgebraicSolver",
     "check_matrix",
     "check_symmetric",
+    "default_smoother",
     "from_pyamg",
     "smoothed_aggregation_solver",
 ]
