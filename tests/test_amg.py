@@ -232,6 +232,9 @@ def test_non_symmetric_matrix_is_refused_for_cg():
     A[0, 1] = -2.0
     with pytest.raises(ValueError, match=r"^A: conjugate gradients \(accel='cg'\) needs a symm"):
         check_symmetric(A.tocsr())
+    s = smoothed_aggregation_solver(A.tocsr(), device="cpu")
+    with pytest.raises(ValueError, match=r"^A: conjugate gradients \(accel='cg'\) needs a symm"):
+        s.solve(np.ones(36), accel="cg")
     check_symmetric(poisson(6))
 
 

@@ -287,21 +287,11 @@ class AlgebraicSolver(MultilevelSolver):
         """The cycle's (batch, n) tensor as the kind of object ``b`` was."""
         return self._output(x, *kind)
 
-    def solve(
-        self,
-        b,
-        x0=None,
-        tol: float = 1e-8,
-        maxiter: int = 100,
-        cycle: str = "V",
-        accel: str | None = None,
-        residuals: list | None = None,
-        callback=None,
-    ):
-        """The base's solve, after refusing a non-symmetric A for ``accel="cg"``."""
-        if accel == "cg":
-            self.check_cg()
-        return super().solve(b, x0, tol, maxiter, cycle, accel, residuals, callback)
+    def _cg(self, *args, **kwargs):
+        """The base's conjugate gradients (``solve(accel="cg")``), after refusing a
+        non-symmetric A."""
+        self.check_cg()
+        return super()._cg(*args, **kwargs)
 
     def check_cg(self) -> None:
         """Refuse CG for a non-symmetric fine-level matrix (checked once)."""
