@@ -198,6 +198,10 @@ class AlgebraicSolver(MultilevelSolver):
     :class:`~mgnet.multigrid.MultilevelSolver` (``solve``, ``aspreconditioner``, the
     complexities and the level table live there, once).
 
+    ``smoother=None`` picks the device's Gauss-Seidel (:func:`default_smoother`): the
+    lexicographic sweep (compiled, sequential; block sweeps where a level has blocks) on
+    the CPU, the multicolour sweep (parallel) on CUDA.
+
     Built by :func:`smoothed_aggregation_solver` or :func:`from_pyamg`. ``levels`` is the
     base's list of levels (modules); ``hierarchy`` the same levels as SciPy matrices
     (``A``, and ``P``, ``R`` towards the next one; ``B`` for smoothed aggregation).
