@@ -12,6 +12,7 @@ __all__ = [
     "DIMS",
     "EXPORT_FORMATS",
     "INTERPOLATIONS",
+    "MATRIX_PROBLEMS",
     "PRECISIONS",
     "PROBLEMS",
     "SMOOTHERS",
@@ -20,6 +21,8 @@ __all__ = [
 
 # mgnet.multigrid.make_problem(name, dim): the model problems and their dimensions
 PROBLEMS = ("poisson", "anisotropic", "diffusion", "nonlinear")
+# mgnet.multigrid.matrices.make_matrix_problem(name): sparse problems for algebraic multigrid
+MATRIX_PROBLEMS = ("fem-poisson", "fem-jump", "fem-elasticity", "darcy", "rotated-anisotropy")
 DIMS = (1, 2, 3)
 # mgnet.multigrid.MultigridSolver(smoother=, coarse=, precision=, interpolation=)
 SMOOTHERS = ("jacobi", "rbgs", "chebyshev")
