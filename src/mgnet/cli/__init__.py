@@ -21,6 +21,7 @@ import sys
 from collections.abc import Sequence
 
 from mgnet.errors import USER_ERRORS, MgNetError, first_line
+from mgnet.log import setup_cli_logging
 
 __all__ = ["SUBCOMMANDS", "UserError", "build_parser", "main"]
 
@@ -72,8 +73,8 @@ def _debug_env() -> bool:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     debug = vars(args).pop("debug", False) or _debug_env()
-    # TODO(lead): once the trainer's mgnet/log.py is on main, call its
-    # setup_cli_logging() here (the package logs; the command prints its messages).
+    # the package logs; the command prints its messages (warnings only under --json)
+    setup_cli_logging(quiet=bool(getattr(args, "json", False)))
     try:
         return args.run(args)
     except KeyboardInterrupt:
