@@ -2,10 +2,11 @@
 
 A (stencils: Laplacians, anisotropic and variable-coefficient diffusion, zero-order term,
 Dirichlet or periodic), B (smoothers: damped Jacobi, red-black Gauss-Seidel, Chebyshev,
-Newton, direct coarse solve), R (full weighting), P (linear interpolation) and Pi
-(injection, or None for zero), in 1D, 2D and 3D.
+Newton, direct coarse solve, zebra line Gauss-Seidel), R (full weighting), P (linear
+interpolation) and Pi (injection, or None for zero), in 1D, 2D and 3D.
 """
 
+from mgnet.stencils.line import LineRelaxation, strong_axis, zebra
 from mgnet.stencils.operators import (
     NonlinearOperator,
     StencilOperator,
@@ -40,6 +41,7 @@ __all__ = [
     "Injection",
     "Interpolation",
     "Jacobi",
+    "LineRelaxation",
     "NewtonJacobi",
     "NonlinearOperator",
     "StencilOperator",
@@ -54,4 +56,6 @@ __all__ = [
     "laplacian",
     "red_black",
     "restriction_matrix",
+    "strong_axis",
+    "zebra",
 ]
