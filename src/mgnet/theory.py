@@ -269,9 +269,14 @@ def load_multigrid(model: nn.Module, solver, up_sweep: bool = False) -> nn.Modul
         raise ValueError(
             f"model: need a 2D model with the 3x3 stem, got dim={cfg.dim}, stem={cfg.stem!r}"
         )
-    ops = getattr(solver, "ops", None)
-    if ops is None or getattr(solver, "smoother", None) != "jacobi":
+    from mgnet.stencils import Jacobi
+
+    levels = getattr(solver, "levels", None)
+    smoothers = [B for lv in (levels or [])[:-1] for B in (*lv.presmoother, *lv.postsmoother)]
+    if not isinstance(levels, list) or not all(isinstance(B, Jacobi) for B in smoothers):
         raise ValueError("solver: expected a MultigridSolver with smoother='jacobi'")
+    ops = [lv.A for lv in levels]
+    omega = smoothers[0].omega if smoothers else 1.0
     if len(ops) != cfg.depth:
         raise ValueError(
             f"solver: has {len(ops)} levels, the model {cfg.depth}; choose the "
@@ -303,7 +308,7 @@ def load_multigrid(model: nn.Module, solver, up_sweep: bool = False) -> nn.Modul
             if any(step.B is not B or step.A is not level.A for step in level.pre):
                 raise ValueError("model: need one A^l and one B^l per level (tokens Al, Bl)")
             B.weight.zero_()
-            B.weight[0, 0, 1, 1] = (1.0 if coarsest else solver.omega) / float(op.diagonal())
+            B.weight[0, 0, 1, 1] = (1.0 if coarsest else omega) / float(op.diagonal())
             if up_sweep and not coarsest:
                 level.post = nn.ModuleList([Step(level.A, B) for _ in range(nu_post)])
         for l, t in enumerate(cycle.transfers):
