@@ -101,7 +101,15 @@ def _add_solve(sub: argparse._SubParsersAction) -> None:
         "against the exact solution.",
     )
     p.add_argument(
-        "--problem", default="poisson", choices=["poisson", "diffusion", "anisotropic", "nonlinear"]
+        "--problem",
+        default="poisson",
+        choices=["poisson", "diffusion", "anisotropic", "jump", "nonlinear"],
+    )
+    p.add_argument(
+        "--eps",
+        type=float,
+        default=None,
+        help="anisotropic: the weak coefficient, A = -u_xx - eps u_yy (default 0.1)",
     )
     p.add_argument("--dim", type=int, default=2, choices=[1, 2, 3])
     p.add_argument(
@@ -111,9 +119,17 @@ def _add_solve(sub: argparse._SubParsersAction) -> None:
         help="interior nodes per axis; 2^k - 1 coarsens fully (default 255)",
     )
     p.add_argument("--cycle", default="V", choices=["V", "W", "F", "fmg", "pcg"])
-    p.add_argument("--smoother", default="rbgs", choices=["jacobi", "rbgs", "chebyshev"])
     p.add_argument(
-        "--nu", default=None, help="pre,post sweeps (default 1,1 for rbgs, 2,2 otherwise)"
+        "--smoother",
+        default="rbgs",
+        metavar="{jacobi,rbgs,chebyshev,line,FILE}",
+        help="a smoother's name (line: zebra line Gauss-Seidel) or a file written by "
+        "mgnet learn-smoother",
+    )
+    p.add_argument(
+        "--nu",
+        default=None,
+        help="pre,post sweeps (default 1,1 for rbgs, line and a learned smoother, 2,2 otherwise)",
     )
     p.add_argument("--coarse", default="rediscretize", choices=["rediscretize", "galerkin"])
     p.add_argument("--tol", type=float, default=1e-8, help="relative residual (default 1e-8)")
@@ -151,7 +167,7 @@ def _add_solve(sub: argparse._SubParsersAction) -> None:
 
 def _parse_nu(text: str | None, smoother: str) -> tuple[int, int]:
     if text is None:
-        return (1, 1) if smoother == "rbgs" else (2, 2)
+        return (2, 2) if smoother in ("jacobi", "chebyshev") else (1, 1)
     try:
         parts = tuple(int(x) for x in text.split(","))
     except ValueError:
@@ -190,11 +206,12 @@ def _run_solve(args: argparse.Namespace) -> int:
     maxiter = args.maxiter if args.maxiter is not None else 0 if args.cycle == "fmg" else 100
     if maxiter < 0:
         raise UserError(f"--maxiter: must be >= 0, got {maxiter}")
-    prob = make_problem(args.problem, args.dim, args.n)
+    smoother = _solve_smoother(args)
+    prob = make_problem(args.problem, args.dim, args.n, eps=args.eps)
     t0 = time.perf_counter()
     ml = MultigridSolver(
         prob.A,
-        smoother=args.smoother,
+        smoother=smoother,
         nu=nu,
         coarse=args.coarse,
         precision=args.dtype,
@@ -256,6 +273,12 @@ def _run_solve(args: argparse.Namespace) -> int:
         )
         if args.plot is not None:
             print(f"saved {args.plot}")
+    if ml.reason == "diverged" and not isinstance(smoother, str):
+        raise UserError(
+            f"--smoother: the learned smoother in {args.smoother!r} diverges on this problem "
+            f"(residual {rel:.2e} of the initial after {iterations} cycles); train one for "
+            "it with mgnet learn-smoother"
+        )
     if not ml.converged:
         print(
             f"mgnet solve: did not reach --tol {args.tol:g} ({ml.reason} after {iterations} "
@@ -264,6 +287,32 @@ def _run_solve(args: argparse.Namespace) -> int:
         )
         return 1
     return 0
+
+
+def _solve_smoother(args: argparse.Namespace):
+    """--smoother (a name, or a file of mgnet learn-smoother) and --eps of mgnet solve."""
+    from mgnet.multigrid import SMOOTHERS, LearnedSmoother
+
+    if args.eps is not None:
+        if not args.eps > 0 or args.eps == float("inf"):
+            raise UserError(f"--eps: the anisotropy must be a positive number, got {args.eps}")
+        if args.problem != "anisotropic":
+            raise UserError(f"--eps: only --problem anisotropic has one, not {args.problem!r}")
+    if args.smoother in SMOOTHERS:
+        return args.smoother
+    from pathlib import Path
+
+    if not Path(args.smoother).is_file():
+        raise UserError(
+            f"--smoother: {args.smoother[:200]!r} is not one of {', '.join(SMOOTHERS)} "
+            "nor a file written by mgnet learn-smoother"
+        )
+    if args.problem == "nonlinear":
+        raise UserError("--smoother: a learned smoother is linear; not for --problem nonlinear")
+    try:
+        return LearnedSmoother.load(args.smoother, dim=args.dim)
+    except (ValueError, FileNotFoundError) as e:
+        raise UserError(f"--smoother: {str(e).removeprefix('smoother: ')}") from None
 
 
 def _plot_solve(path: str, history: list[float], u, info: dict) -> None:
@@ -296,6 +345,125 @@ def _plot_solve(path: str, history: list[float], u, info: dict) -> None:
 
 
 SUBCOMMANDS.append(_add_solve)
+
+
+# --------------------------------------------------------------------- learn-smoother
+def _add_learn_smoother(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "learn-smoother",
+        help="train the multigrid smoother B^{l,i} (learned convolutions) for a problem",
+        description="Train the smoothers B^{l,i} = K^{l,i} * D^-1 (k x k convolutions "
+        "of the Jacobi-scaled residual, starting from damped Jacobi) through the solver's "
+        "own V-cycle: Adam on the error reduction of a few cycles on random errors (a "
+        "stochastic estimate of the spectral radius). Writes a file that mgnet solve "
+        "--smoother FILE uses, and prints the asymptotic factor per cycle (power "
+        "iteration) before and after, on the training grid and on --eval-n grids.",
+    )
+    p.add_argument("--problem", default="anisotropic", choices=["poisson", "anisotropic", "jump"])
+    p.add_argument(
+        "--eps",
+        type=float,
+        default=None,
+        help="anisotropic: the weak coefficient, A = -u_xx - eps u_yy (default 0.1)",
+    )
+    p.add_argument("--dim", type=int, default=2, choices=[1, 2, 3])
+    p.add_argument("--n", type=int, default=63, help="training grid, interior nodes per axis")
+    p.add_argument(
+        "--kernel",
+        default="3",
+        help="kernel sizes, odd: 3, 5 or per axis, e.g. 7x3 (7 along the strong axis 0)",
+    )
+    p.add_argument("--nu", type=int, default=2, help="learned steps per sweep (default 2)")
+    p.add_argument("--sharing", default="shared", choices=["shared", "level"])
+    p.add_argument("--steps", type=int, default=60, help="Adam steps (default 60)")
+    p.add_argument("--cycles", type=int, default=3, help="cycles per loss (default 3)")
+    p.add_argument("--batch", type=int, default=6, help="random errors per step (default 6)")
+    p.add_argument("--lr", type=float, default=0.03, help="Adam learning rate (default 0.03)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--eval-n",
+        default="",
+        metavar="N[,N...]",
+        help="also measure the factor on these grids, e.g. 255,1023",
+    )
+    p.add_argument("--threads", type=int, default=1, help="CPU threads (default 1)")
+    p.add_argument("-o", "--out", required=True, metavar="FILE", help="the smoother file")
+    p.add_argument("--json", action="store_true", help="print the figures as JSON")
+    p.set_defaults(run=_run_learn_smoother)
+
+
+def _run_learn_smoother(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    import torch
+
+    from mgnet.multigrid import MultigridSolver, asymptotic_factor, learn_smoother
+    from mgnet.multigrid.learned import kernel_shape, smoother_problem
+
+    if args.eps is not None and not (0 < args.eps < float("inf")):
+        raise UserError(f"--eps: the anisotropy must be a positive number, got {args.eps}")
+    if args.eps is not None and args.problem != "anisotropic":
+        raise UserError(f"--eps: only --problem anisotropic has one, not {args.problem!r}")
+    eps = 0.1 if args.eps is None else args.eps
+    if args.threads < 1:
+        raise UserError(f"--threads: must be >= 1, got {args.threads}")
+    try:
+        kernel_shape(args.kernel, args.dim)
+    except ValueError as e:
+        raise UserError(f"--{e}") from None
+    try:
+        eval_n = [int(x) for x in args.eval_n.split(",") if x.strip()]
+    except ValueError:
+        raise UserError(
+            f"--eval-n: expected grid sizes, e.g. 255,1023; got {args.eval_n!r}"
+        ) from None
+    out = Path(args.out)
+    if out.is_dir() or not out.parent.is_dir():
+        raise UserError(f"-o: {args.out[:200]!r} is a folder or its folder does not exist")
+    torch.set_num_threads(args.threads)
+    log = None if args.json else print
+    learned = learn_smoother(
+        args.problem,
+        eps=eps,
+        n=args.n,
+        dim=args.dim,
+        kernel=args.kernel,
+        nu=args.nu,
+        sharing=args.sharing,
+        steps=args.steps,
+        cycles=args.cycles,
+        batch=args.batch,
+        lr=args.lr,
+        seed=args.seed,
+        log=log,
+    )
+    figures = dict(learned.training_log)
+    figures["eval"] = {}
+    for n in eval_n:
+        A = smoother_problem(args.problem, n, args.dim, eps)
+        row = {}
+        for name, sm in (("rbgs", "rbgs"), ("learned", learned)):
+            row[name] = asymptotic_factor(MultigridSolver(A, smoother=sm, device="cpu"))
+        figures["eval"][str(n)] = row
+    learned.training_log = figures
+    learned.save(out)
+    if args.json:
+        print(json.dumps({"problem": learned.problem, "file": str(out), **figures}, indent=2))
+        return 0
+    shape = "x".join(map(str, learned.kernel_shape))
+    what = args.problem + (f" eps={eps:g}" if args.problem == "anisotropic" else "")
+    print(
+        f"{what}, {args.dim}D, {shape} kernels, nu={args.nu} per sweep, {args.sharing}: "
+        f"asymptotic factor per V-cycle at n={args.n}: damped Jacobi {figures['factor_jacobi']:.3f}"
+        f" -> learned {figures['factor']:.3f} ({figures['seconds']:.1f} s of training)"
+    )
+    for n, row in figures["eval"].items():
+        print(f"  n={n}: learned {row['learned']:.3f}, red-black Gauss-Seidel {row['rbgs']:.3f}")
+    print(f"saved {out}")
+    return 0
+
+
+SUBCOMMANDS.append(_add_learn_smoother)
 
 
 # ---------------------------------------------------------------------------- inspect

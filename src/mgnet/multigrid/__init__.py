@@ -4,10 +4,17 @@ Set-up and solving are separate, as in PyAMG: a set-up function builds the list 
 (:func:`geometric_hierarchy` for stencils on grids), and :class:`MultilevelSolver` runs the
 core cycle over any such list: the iteration to a tolerance, CG, FMG, FAS for nonlinear
 operators, SciPy adapters, the level table. Smoothers plug in through the
-:class:`Smoother` protocol.
+:class:`Smoother` protocol; :func:`learn_smoother` trains one (learned convolutions
+B^{l,i}) through the solver's own cycle.
 """
 
 from mgnet.multigrid.demo import demo_poisson
+from mgnet.multigrid.learned import (
+    ConvolutionSmoother,
+    LearnedSmoother,
+    asymptotic_factor,
+    learn_smoother,
+)
 from mgnet.multigrid.multilevel import (
     PRECISIONS,
     STOP_REASONS,
@@ -22,6 +29,7 @@ from mgnet.multigrid.smoothing import (
     JacobiSmoother,
     RedBlackGaussSeidel,
     Smoother,
+    ZebraLineGaussSeidel,
     as_smoother,
 )
 from mgnet.multigrid.solver import COARSE, MultigridSolver, geometric_hierarchy
@@ -33,7 +41,9 @@ __all__ = [
     "SMOOTHERS",
     "STOP_REASONS",
     "ChebyshevSmoother",
+    "ConvolutionSmoother",
     "JacobiSmoother",
+    "LearnedSmoother",
     "MultigridSolver",
     "MultilevelSolver",
     "Problem",
@@ -41,8 +51,11 @@ __all__ = [
     "SolveInfo",
     "SolverLevel",
     "Smoother",
+    "ZebraLineGaussSeidel",
     "as_smoother",
+    "asymptotic_factor",
     "demo_poisson",
     "geometric_hierarchy",
+    "learn_smoother",
     "make_problem",
 ]
