@@ -230,3 +230,25 @@ def test_zebra_line_gauss_seidel_is_a_smoother_option():
         assert line < 0.12 and rbgs > 0.65, (eps, line, rbgs)
     poisson = _solver(smoother_problem("poisson", 31, 2), "line")
     assert math.isclose(asymptotic_factor(poisson, iterations=30, tail=5), 0.066, abs_tol=0.02)
+
+
+def test_benchmark_quick_mode_prints_the_table(capsys):
+    """benchmarks/learned_smoother.py --quick: every problem and smoother, one table."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "learned_smoother.py"
+    spec = importlib.util.spec_from_file_location("learned_smoother_benchmark", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    threads = torch.get_num_threads()
+    try:
+        rows = bench.main(["--quick"])
+    finally:
+        torch.set_num_threads(threads)
+    assert len(rows) == 4 * 3
+    assert {r["smoother"].split()[0] for r in rows} == {"rbgs", "line", "learned"}
+    assert all(r["x_time"] == 1.0 for r in rows if r["smoother"] == "rbgs")
+    assert all(0 < r["factor"] < 1 and r["seconds"] > 0 for r in rows)
+    printed = capsys.readouterr().out
+    assert printed.count("learned 11x3x3") == 2 and "digit x rbgs" in printed

@@ -370,16 +370,18 @@ def _add_learn_smoother(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--n", type=int, default=63, help="training grid, interior nodes per axis")
     p.add_argument(
         "--kernel",
-        default="3",
-        help="kernel sizes, odd: 3, 5 or per axis, e.g. 7x3 (7 along the strong axis 0)",
+        default=None,
+        help="kernel sizes, odd: 3 (default), 5, or per axis, e.g. 11x3 (11 along the "
+        "strong axis 0)",
     )
-    p.add_argument("--nu", type=int, default=2, help="learned steps per sweep (default 2)")
-    p.add_argument("--sharing", default="shared", choices=["shared", "level"])
-    p.add_argument("--steps", type=int, default=60, help="Adam steps (default 60)")
-    p.add_argument("--cycles", type=int, default=3, help="cycles per loss (default 3)")
-    p.add_argument("--batch", type=int, default=6, help="random errors per step (default 6)")
-    p.add_argument("--lr", type=float, default=0.03, help="Adam learning rate (default 0.03)")
-    p.add_argument("--seed", type=int, default=0)
+    # None: the defaults of mgnet.multigrid.learn_smoother (kept in one place)
+    p.add_argument("--nu", type=int, default=None, help="learned steps per sweep (default 2)")
+    p.add_argument("--sharing", default=None, choices=["shared", "level"])
+    p.add_argument("--steps", type=int, default=None, help="Adam steps (default 80)")
+    p.add_argument("--cycles", type=int, default=None, help="cycles per loss (default 3)")
+    p.add_argument("--batch", type=int, default=None, help="random errors per step (default 6)")
+    p.add_argument("--lr", type=float, default=None, help="Adam learning rate (default 0.02)")
+    p.add_argument("--seed", type=int, default=None)
     p.add_argument(
         "--eval-n",
         default="",
@@ -408,7 +410,8 @@ def _run_learn_smoother(args: argparse.Namespace) -> int:
     if args.threads < 1:
         raise UserError(f"--threads: must be >= 1, got {args.threads}")
     try:
-        kernel_shape(args.kernel, args.dim)
+        if args.kernel is not None:
+            kernel_shape(args.kernel, args.dim)
     except ValueError as e:
         raise UserError(f"--{e}") from None
     try:
@@ -422,20 +425,15 @@ def _run_learn_smoother(args: argparse.Namespace) -> int:
         raise UserError(f"-o: {args.out[:200]!r} is a folder or its folder does not exist")
     torch.set_num_threads(args.threads)
     log = None if args.json else print
+    names = ("kernel", "nu", "sharing", "steps", "cycles", "batch", "lr", "seed")
+    given = {k: getattr(args, k) for k in names}
     learned = learn_smoother(
         args.problem,
         eps=eps,
         n=args.n,
         dim=args.dim,
-        kernel=args.kernel,
-        nu=args.nu,
-        sharing=args.sharing,
-        steps=args.steps,
-        cycles=args.cycles,
-        batch=args.batch,
-        lr=args.lr,
-        seed=args.seed,
         log=log,
+        **{k: v for k, v in given.items() if v is not None},
     )
     figures = dict(learned.training_log)
     figures["eval"] = {}
@@ -453,7 +451,7 @@ def _run_learn_smoother(args: argparse.Namespace) -> int:
     shape = "x".join(map(str, learned.kernel_shape))
     what = args.problem + (f" eps={eps:g}" if args.problem == "anisotropic" else "")
     print(
-        f"{what}, {args.dim}D, {shape} kernels, nu={args.nu} per sweep, {args.sharing}: "
+        f"{what}, {args.dim}D, {shape} kernels, nu={learned.nu} per sweep, {learned.sharing}: "
         f"asymptotic factor per V-cycle at n={args.n}: damped Jacobi {figures['factor_jacobi']:.3f}"
         f" -> learned {figures['factor']:.3f} ({figures['seconds']:.1f} s of training)"
     )

@@ -11,9 +11,12 @@ boundary (so full multigrid's interpolation is consistent with the data):
 * ``anisotropic``: -sum_k eps_k u_kk = f,       u* = S E,  eps = (1, eps, eps)[:d]
   (default eps = 0.1: the coupling is strong along axis 0 and weak along the others)
 * ``diffusion``:   -div(a grad u) = f,          u* = S,    a = exp(x_1 + ... + x_d)
-* ``jump``:        -div(a grad u) = f,          u* = S E,  a = 100 in the middle square
-  (1/4, 3/4)^d and 1 outside, a jump of 100 across its sides; f = A u* is computed from
-  the discrete operator, so the error against u* is the solver's error alone
+* ``jump``:        -div(a grad u) = f,          u* = S E,  a = 100 on the middle square
+  [1/4, 3/4]^d (its sides included) and 1 outside, a jump of 100 across its sides; f = A u*
+  is computed from the discrete operator, so the error against u* is the solver's error
+  alone. The sides lie on the nodes of every grid down to h = 1/4, where they belong to
+  the square, so the rediscretized coarse operators see the same square (with the sides
+  outside it, point-sampled coarse coefficients would make every V-cycle diverge)
 * ``nonlinear``:   -Delta u + u^3 = f (FAS),    u* = S E
 
 Inhomogeneous Dirichlet values are supported by :func:`mgnet.stencils.dirichlet_lift`.
@@ -108,7 +111,7 @@ def make_problem(name: str, dim: int = 2, n: int = 63, eps: float | None = None)
         def a(*x: Tensor) -> Tensor:
             inside = torch.ones_like(x[0], dtype=torch.bool)
             for xk in x:
-                inside &= (xk > 0.25) & (xk < 0.75)
+                inside &= (xk >= 0.25) & (xk <= 0.75)
             return torch.where(inside, JUMP, 1.0).to(torch.float64)
 
         A = diffusion(shape, a)
