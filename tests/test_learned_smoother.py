@@ -16,7 +16,7 @@ from mgnet.multigrid import (
     make_problem,
 )
 from mgnet.multigrid.learned import ConvolutionSmoother, smoother_problem
-from mgnet.stencils import anisotropic, diffusion
+from mgnet.stencils import anisotropic, diffusion, laplacian
 
 
 def _solver(A, smoother, **kw):
@@ -134,6 +134,8 @@ def test_bad_inputs(tmp_path):
         LearnedSmoother.load(tmp_path / "damaged.pt")
     with pytest.raises(FileNotFoundError, match="no such file"):
         LearnedSmoother.load(tmp_path / "missing.pt")
+    with pytest.raises(ValueError, match="zero-padded"):
+        MultigridSolver(laplacian((16, 16), bc="periodic"), smoother=learned)
     with pytest.raises(ValueError, match="trained for 2D grids"):
         MultigridSolver(anisotropic((7, 7, 7), (1, 0.1, 0.1)), smoother=learned)
     with pytest.raises(ValueError, match="kernel: need one odd size"):

@@ -30,6 +30,20 @@ noise; the other half carries the previous step's errors on (normalised and deta
 which is power iteration interleaved with training, so the loss sees the slowest modes of
 the current cycle and not only the transient of random starts. Adam, cosine learning rate.
 :func:`asymptotic_factor` measures the result by power iteration on one cycle, on any grid.
+
+Why a convolution can smooth anisotropic problems. For A = -u_xx - eps u_yy with full
+coarsening, the errors that a point smoother cannot reduce are smooth along the strong axis
+x and oscillate across it: at theta_x = 0 the symbol of D^-1 A is only eps (1 - cos theta_y)
+/ (1 + eps), against up to 2 for the roughest modes. A step multiplies a Fourier mode by
+1 - b(theta) a(theta); with a kernel k_1 wide along x, b is a trigonometric polynomial of
+degree (k_1 - 1) / 2 in theta_x, and a sweep of nu steps is a polynomial of degree
+p = nu (k_1 + 1) / 2 in cos theta_x that is 1 where a vanishes (cos theta_x just above 1)
+and should be small on [-1, 1]. The best such polynomial (Chebyshev) leaves about
+2 exp(-p sqrt(2 eps)), so the reach along the strong axis times the number of steps has to
+grow like 1 / sqrt(eps): a 3x3 kernel cannot, 7x3 with nu = 2 is enough for eps = 0.1, and
+eps = 0.01 needs p of about 10 to 20 (11x3, nu = 3). Width across the weak axis buys
+little, and one kernel set per level fits the training grid's levels and generalises
+worse than shared kernels (benchmarks/learned_smoother.py has the figures).
 """
 
 from __future__ import annotations
@@ -160,6 +174,10 @@ class ConvolutionSmoother(nn.Module):
         if kernel.dim() != A.dim:
             raise ValueError(
                 f"smoother: a {kernel.dim()}D kernel cannot smooth the {A.dim}D grid {A.shape}"
+            )
+        if A.bc != "dirichlet":
+            raise ValueError(
+                f"A: learned convolutions are zero-padded (a Dirichlet grid), got bc={A.bc!r}"
             )
         self.shape = A.shape
         if isinstance(kernel, nn.Parameter):
