@@ -8,7 +8,7 @@ operators, SciPy adapters, the level table. Smoothers plug in through the
 B^{l,i}) through the solver's own cycle.
 """
 
-from mgnet.multigrid.demo import demo_poisson
+from mgnet.constants import COARSE, INTERPOLATIONS, PRECISIONS, SMOOTHERS
 from mgnet.multigrid.learned import (
     ConvolutionSmoother,
     LearnedSmoother,
@@ -16,7 +16,6 @@ from mgnet.multigrid.learned import (
     learn_smoother,
 )
 from mgnet.multigrid.multilevel import (
-    PRECISIONS,
     STOP_REASONS,
     MultilevelSolver,
     SolveInfo,
@@ -24,7 +23,6 @@ from mgnet.multigrid.multilevel import (
 )
 from mgnet.multigrid.problems import PROBLEMS, Problem, make_problem
 from mgnet.multigrid.smoothing import (
-    SMOOTHERS,
     ChebyshevSmoother,
     JacobiSmoother,
     RedBlackGaussSeidel,
@@ -32,10 +30,11 @@ from mgnet.multigrid.smoothing import (
     ZebraLineGaussSeidel,
     as_smoother,
 )
-from mgnet.multigrid.solver import COARSE, MultigridSolver, geometric_hierarchy
+from mgnet.multigrid.solver import MultigridSolver, geometric_hierarchy
 
 __all__ = [
     "COARSE",
+    "INTERPOLATIONS",
     "PRECISIONS",
     "PROBLEMS",
     "SMOOTHERS",
@@ -54,7 +53,6 @@ __all__ = [
     "ZebraLineGaussSeidel",
     "as_smoother",
     "asymptotic_factor",
-    "demo_poisson",
     "geometric_hierarchy",
     "learn_smoother",
     "make_problem",

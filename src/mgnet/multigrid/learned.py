@@ -59,7 +59,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from mgnet.constants import LEARN_PROBLEMS, SHARING
 from mgnet.core import residual
+from mgnet.errors import DivergenceError
+from mgnet.multigrid.problems import ANISOTROPY, make_problem
+from mgnet.multigrid.solver import MultigridSolver
 from mgnet.stencils import StencilOperator, coarse_shape, default_omega
 
 __all__ = [
@@ -74,8 +78,6 @@ __all__ = [
 
 FORMAT = "mgnet-learned-smoother"
 VERSION = 1
-SHARING = ("shared", "level")
-LEARN_PROBLEMS = ("poisson", "anisotropic", "jump")
 # Numbers per block of rows of the fused step (512 KiB of float64: a block of u and the
 # rows of the residual it reads stay in a core's L2 cache).
 _BLOCK = 65536
@@ -441,21 +443,19 @@ def _halvings(shape: Sequence[int], bc: str = "dirichlet") -> int:
 
 
 # ------------------------------------------------------------------------- problems
-def smoother_problem(problem: str, n: int, dim: int = 2, eps: float = 0.1) -> StencilOperator:
+def smoother_problem(
+    problem: str, n: int, dim: int = 2, eps: float = ANISOTROPY
+) -> StencilOperator:
     """The operator A of a training problem on n^dim interior nodes: ``"poisson"``,
     ``"anisotropic"`` (A = -u_11 - eps (u_22 + ...): the lines of strong coupling run
-    along axis 0) or ``"jump"`` (-div(a grad u) with a = 100 in the middle square)."""
-    from mgnet.multigrid.problems import make_problem
-
+    along axis 0) or ``"jump"`` (-div(a grad u) with a = 100 on the middle square)."""
     if problem not in LEARN_PROBLEMS:
         raise ValueError(f"problem: {problem!r} is not one of {', '.join(LEARN_PROBLEMS)}")
     return make_problem(problem, dim, n, eps=eps).A
 
 
 # ------------------------------------------------------------------------- training
-def _solver(A: StencilOperator, learned: LearnedSmoother):
-    from mgnet.multigrid.solver import MultigridSolver
-
+def _solver(A: StencilOperator, learned: LearnedSmoother) -> MultigridSolver:
     return MultigridSolver(A, smoother=learned, nu=(1, 1), device="cpu")
 
 
@@ -492,7 +492,7 @@ def asymptotic_factor(solver, iterations: int = 60, tail: int = 10, seed: int = 
 
 def learn_smoother(
     problem: str = "anisotropic",
-    eps: float = 0.1,
+    eps: float = ANISOTROPY,
     n: int = 63,
     dim: int = 2,
     kernel: int | Sequence[int] | str = 3,
@@ -555,7 +555,7 @@ def learn_smoother(
         norms = e.flatten(1).norm(dim=1)
         loss = norms.log().mean() / cycles
         if not torch.isfinite(loss):
-            raise RuntimeError(
+            raise DivergenceError(
                 f"learn_smoother: the loss became {float(loss)} at step {step}; lower lr (now {lr})"
             )
         opt.zero_grad()

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from mgnet.constants import DIMS, PROBLEMS
 from mgnet.stencils import (
     NonlinearOperator,
     StencilOperator,
@@ -41,7 +42,6 @@ from mgnet.stencils import (
 
 __all__ = ["Problem", "make_problem", "PROBLEMS"]
 
-PROBLEMS = ("poisson", "anisotropic", "diffusion", "jump", "nonlinear")
 ANISOTROPY = 0.1
 JUMP = 100.0
 
@@ -77,7 +77,7 @@ def make_problem(name: str, dim: int = 2, n: int = 63, eps: float | None = None)
     eps = ANISOTROPY if eps is None else eps
     if not (isinstance(eps, int | float) and math.isfinite(eps) and eps > 0):
         raise ValueError(f"eps: the anisotropy must be a positive number, got {eps!r}")
-    if dim not in (1, 2, 3):
+    if dim not in DIMS:
         raise ValueError(f"dim: must be 1, 2 or 3, got {dim}")
     if n < 1:
         raise ValueError(f"n: must be a positive grid size, got {n}")

@@ -23,8 +23,9 @@ from collections.abc import Sequence
 
 import torch
 
-from mgnet.multigrid.multilevel import PRECISIONS, MultilevelSolver, SolverLevel
-from mgnet.multigrid.smoothing import SMOOTHERS, Smoother, as_smoother, smoothing_steps
+from mgnet.constants import COARSE, INTERPOLATIONS, PRECISIONS, SMOOTHERS
+from mgnet.multigrid.multilevel import MultilevelSolver, SolverLevel
+from mgnet.multigrid.smoothing import Smoother, as_smoother, smoothing_steps
 from mgnet.stencils import (
     DirectSolve,
     FullWeighting,
@@ -32,17 +33,25 @@ from mgnet.stencils import (
     Interpolation,
     NewtonJacobi,
     NonlinearOperator,
+    SparseTransfer,
     StencilOperator,
     coarse_shape,
     default_omega,
     interpolation_matrix,
+    operator_interpolation_matrix,
     restriction_matrix,
 )
 from mgnet.stencils.smoothers import _parity
 
-__all__ = ["COARSE", "MultigridSolver", "PRECISIONS", "SMOOTHERS", "geometric_hierarchy"]
+__all__ = [
+    "COARSE",
+    "INTERPOLATIONS",
+    "MultigridSolver",
+    "PRECISIONS",
+    "SMOOTHERS",
+    "geometric_hierarchy",
+]
 
-COARSE = ("rediscretize", "galerkin")
 # The largest coarsest grid solved directly, per dimension: a sparse LU of a 2D grid of
 # 200,000 unknowns takes about 2 s here, of a 3D grid of 12,000 about 3 s (27,000: 18 s).
 DIRECT_MAX = {1: 1_000_000, 2: 200_000, 3: 12_000}
@@ -59,17 +68,27 @@ def _linear(op: StencilOperator | NonlinearOperator) -> StencilOperator:
     return op.linear if isinstance(op, NonlinearOperator) else op
 
 
-def _grid_operators(A, coarse: str, max_coarse: int, direct_max: int | None) -> list:
-    """A^1, A^2, ...: coarsen while a grid has more than ``max_coarse`` unknowns and can
-    be halved; refuse a coarsest grid too large to factorize."""
+def _grid_operators(
+    A, coarse: str, interpolation: str, max_coarse: int, direct_max: int | None
+) -> tuple[list, list]:
+    """A^1, A^2, ... and the transfers (R, P) between them: coarsen while a grid has more
+    than ``max_coarse`` unknowns and can be halved; refuse a coarsest grid too large to
+    factorize."""
     nonlinear = isinstance(A, NonlinearOperator)
-    ops = [A]
+    ops, transfers = [A], []
     while math.prod(ops[-1].shape) > max_coarse:
         fine = ops[-1]
         cs = coarse_shape(fine.shape, fine.bc)
         if cs is None:
             break
         ch = tuple(2 * h for h in fine.h)
+        if interpolation == "operator":
+            P = operator_interpolation_matrix(fine)
+            R = (P.T / 2**fine.dim).tocsr()
+            name = "galerkin R A P, operator-dependent P"
+            ops.append(StencilOperator.from_sparse(R @ fine.to_sparse() @ P, cs, ch, fine.bc, name))
+            transfers.append((SparseTransfer(R, fine.shape, cs), SparseTransfer(P, cs, fine.shape)))
+            continue
         if nonlinear:
             ops.append(fine.coarsen(cs, ch))
         elif coarse == "galerkin" or fine.rediscretize is None:
@@ -82,6 +101,7 @@ def _grid_operators(A, coarse: str, max_coarse: int, direct_max: int | None) -> 
             ops.append(StencilOperator.from_sparse(G, cs, ch, fine.bc, name=name))
         else:
             ops.append(fine.rediscretize(cs, ch))
+        transfers.append((FullWeighting(fine.shape, fine.bc), Interpolation(fine.shape, fine.bc)))
     n_coarse = math.prod(ops[-1].shape)
     limit = DIRECT_MAX[A.dim] if direct_max is None else direct_max
     if n_coarse > limit and not nonlinear:
@@ -92,7 +112,7 @@ def _grid_operators(A, coarse: str, max_coarse: int, direct_max: int | None) -> 
             f"({n_coarse} unknowns > coarse_direct_max={limit}, too many for a direct "
             f"solve); use sizes {good}, or m * 2^k{' - 1' if dirichlet else ''} with a small m"
         )
-    return ops
+    return ops, transfers
 
 
 def geometric_hierarchy(
@@ -100,15 +120,17 @@ def geometric_hierarchy(
     smoother: str | Smoother = "rbgs",
     nu: Sequence[int] | int = (1, 1),
     omega: float | None = None,
-    coarse: str = "rediscretize",
+    coarse: str | None = None,
     max_coarse: int = 1,
     coarse_direct_max: int | None = None,
     coarse_sweeps: int = 20,
+    interpolation: str = "linear",
 ) -> list[SolverLevel]:
     """The levels of geometric multigrid for a stencil operator on a grid (set-up only).
 
     Level l holds A^l (``A`` itself on level 0, not a copy; the coarser ones rediscretized
-    or R A P), R = full weighting, P = linear interpolation, Pi = injection for a
+    or R A P), R = full weighting and P = linear interpolation (or, with
+    ``interpolation="operator"``, P built from A^l and R = P^T / 2^d), Pi = injection for a
     :class:`~mgnet.stencils.NonlinearOperator` (FAS) and None (Pi = 0) otherwise, and the
     smoothers: nu_l and nu'_l repetitions of the ``smoother``'s sweep (see
     :class:`~mgnet.multigrid.smoothing.Smoother`). The coarsest level's presmoother is a
@@ -119,14 +141,30 @@ def geometric_hierarchy(
         raise ValueError(
             f"A: expected a StencilOperator or NonlinearOperator, got {type(A).__name__}"
         )
+    if interpolation not in INTERPOLATIONS:
+        raise ValueError(
+            f"interpolation: {interpolation!r} is not one of {', '.join(INTERPOLATIONS)}"
+        )
+    if coarse is None:
+        coarse = "galerkin" if interpolation == "operator" else "rediscretize"
     if coarse not in COARSE:
         raise ValueError(f"coarse: {coarse!r} is not one of {', '.join(COARSE)}")
     nu = _nu(nu)
     smoother = as_smoother(smoother, omega)
     nonlinear = isinstance(A, NonlinearOperator)
-    if nonlinear and coarse == "galerkin":
+    if nonlinear and coarse == "galerkin" and interpolation == "linear":
         raise ValueError("coarse: a nonlinear operator is coarsened by 'rediscretize' only")
-    ops = _grid_operators(A, coarse, max_coarse, coarse_direct_max)
+    if interpolation == "operator":
+        if nonlinear:
+            raise ValueError("interpolation: 'operator' needs a linear operator (not FAS)")
+        if coarse != "galerkin":
+            raise ValueError(
+                "coarse: operator-dependent interpolation goes with Galerkin coarse "
+                "operators R A P; leave coarse out or pass 'galerkin'"
+            )
+        if A.dim == 3:
+            raise ValueError("interpolation: 'operator' is built in 1D and 2D, got a 3D grid")
+    ops, transfers = _grid_operators(A, coarse, interpolation, max_coarse, coarse_direct_max)
     levels = []
     for l, op in enumerate(ops):
         lin = _linear(op)
@@ -154,8 +192,7 @@ def geometric_hierarchy(
             sweep = None if callable(getattr(smoother, "steps", None)) else smoother(op, l)
             level.presmoother = smoothing_steps(smoother, op, l, nu[0], sweep)
             level.postsmoother = smoothing_steps(smoother, op, l, nu[1], sweep)
-            level.R = FullWeighting(op.shape, op.bc)
-            level.P = Interpolation(op.shape, op.bc)
+            level.R, level.P = transfers[l]
             level.Pi = Injection(op.shape, op.bc) if nonlinear else None
         levels.append(level)
     return levels
@@ -179,8 +216,9 @@ class MultigridSolver(MultilevelSolver):
             ``smoother(A^l, l) -> B modules of one sweep``.
         nu: (nu_l, nu'_l), pre- and post-smoothing sweeps per level.
         omega: w of damped Jacobi; default 2/3, 4/5, 6/7 in 1D, 2D, 3D.
-        coarse: ``"rediscretize"`` (the PDE on the coarse grid) or ``"galerkin"``
-            (A^{l+1} = R A^l P computed from the stencils).
+        coarse: ``"rediscretize"`` (the PDE on the coarse grid; the default) or
+            ``"galerkin"`` (A^{l+1} = R A^l P computed from the stencils; the default with
+            operator-dependent interpolation).
         max_coarse: stop coarsening once a grid has at most this many unknowns.
         coarse_direct_max: the largest coarsest grid that is factorized directly (default
             per dimension: 1,000,000 in 1D, 200,000 in 2D, 12,000 in 3D); sizes that cannot
@@ -189,6 +227,10 @@ class MultigridSolver(MultilevelSolver):
             residuals: iterative refinement); see :class:`MultilevelSolver`.
         device: ``"cpu"``, ``"cuda"``; default ``cuda`` when available.
         coarse_sweeps: Newton sweeps on the coarsest grid of a nonlinear (FAS) problem.
+        interpolation: ``"linear"`` (the textbook hierarchy) or ``"operator"``: P built
+            from A^l (black-box multigrid, :func:`~mgnet.stencils.operator_interpolation_matrix`),
+            R = P^T / 2^d and Galerkin coarse operators, which keeps the convergence of a
+            -div(a grad u) problem whose coefficient jumps by orders of magnitude (1D, 2D).
     """
 
     def __init__(
@@ -197,12 +239,13 @@ class MultigridSolver(MultilevelSolver):
         smoother: str | Smoother = "rbgs",
         nu: Sequence[int] | int = (1, 1),
         omega: float | None = None,
-        coarse: str = "rediscretize",
+        coarse: str | None = None,
         max_coarse: int = 1,
         coarse_direct_max: int | None = None,
         precision: str = "float64",
         device: str | torch.device | None = None,
         coarse_sweeps: int = 20,
+        interpolation: str = "linear",
     ) -> None:
         t0 = time.perf_counter()
         if precision not in PRECISIONS:
@@ -213,12 +256,21 @@ class MultigridSolver(MultilevelSolver):
         if isinstance(A, StencilOperator | NonlinearOperator):
             A = copy.deepcopy(A)
         levels = geometric_hierarchy(
-            A, smoother, nu, omega, coarse, max_coarse, coarse_direct_max, coarse_sweeps
+            A,
+            smoother,
+            nu,
+            omega,
+            coarse,
+            max_coarse,
+            coarse_direct_max,
+            coarse_sweeps,
+            interpolation,
         )
         self.smoother = smoother
         self.nu = _nu(nu)
         self.omega = default_omega(A.dim) if omega is None else float(omega)
-        self.coarse = coarse
+        self.interpolation = interpolation
+        self.coarse = coarse or ("galerkin" if interpolation == "operator" else "rediscretize")
         self.shape = A.shape
         self.n = math.prod(A.shape)
         self.dim = A.dim
@@ -240,5 +292,10 @@ class MultigridSolver(MultilevelSolver):
             f"  operator:  {self.levels[0].A.name}, bc={self.bc}, "
             f"grid {'x'.join(map(str, self.shape))}",
             f"  smoother:  {name}, nu = {self.nu}",
-            f"  coarse:    {self.coarse}; R = full weighting, P = linear interpolation",
+            f"  coarse:    {self.coarse}; "
+            + (
+                "P from the operator (black-box), R = P^T / 2^d"
+                if self.interpolation == "operator"
+                else "R = full weighting, P = linear interpolation"
+            ),
         ]
