@@ -186,9 +186,13 @@ def test_cli_bad_values_are_one_line(argv, message, capsys, tmp_path, monkeypatc
 def test_cli_refuses_smoother_files_that_do_not_fit(tmp_path, capsys):
     LearnedSmoother(3, 3, nu=1).save(tmp_path / "3d.pt")
     (tmp_path / "junk.pt").write_bytes(b"\x00not a torch file")
+    state = LearnedSmoother(2, 3, nu=1).state()
+    state["kernel"] = [5, 5]  # says 5x5, holds 3x3 weights
+    torch.save(state, tmp_path / "kernel.pt")
     for name, message in [
         ("3d.pt", "was trained for 3D problems, not 2D"),
         ("junk.pt", "is not a learned smoother"),
+        ("kernel.pt", "expected shape (1, 1, 5, 5), got (1, 1, 3, 3)"),
     ]:
         code = main(["solve", "--n", "15", "--smoother", str(tmp_path / name)])
         err = capsys.readouterr().err.strip()
