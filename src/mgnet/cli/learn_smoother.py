@@ -6,7 +6,7 @@ import argparse
 import json
 
 from mgnet.cli import UserError
-from mgnet.cli.solve import check_eps
+from mgnet.cli.solve import add_eps, check_eps
 from mgnet.constants import DIMS, LEARN_PROBLEMS, SHARING
 from mgnet.errors import quote
 
@@ -25,12 +25,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "iteration) before and after, on the training grid and on --eval-n grids.",
     )
     p.add_argument("--problem", default="anisotropic", choices=LEARN_PROBLEMS)
-    p.add_argument(
-        "--eps",
-        type=float,
-        default=None,
-        help="anisotropic: the weak coefficient, A = -u_xx - eps u_yy (default 0.1)",
-    )
+    add_eps(p)
     p.add_argument("--dim", type=int, default=2, choices=DIMS)
     p.add_argument("--n", type=int, default=63, help="training grid, interior nodes per axis")
     p.add_argument(

@@ -11,7 +11,7 @@ from mgnet.constants import COARSE, CYCLES, DIMS, PRECISIONS, PROBLEMS, SMOOTHER
 from mgnet.errors import quote
 from mgnet.plotting import check_png_path, figure, save_png
 
-__all__ = ["add_parser", "check_eps", "run"]
+__all__ = ["add_eps", "add_parser", "check_eps", "run"]
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -24,12 +24,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "against the exact solution.",
     )
     p.add_argument("--problem", default="poisson", choices=PROBLEMS)
-    p.add_argument(
-        "--eps",
-        type=float,
-        default=None,
-        help="anisotropic: the weak coefficient, A = -u_xx - eps u_yy (default 0.1)",
-    )
+    add_eps(p)
     p.add_argument("--dim", type=int, default=2, choices=DIMS)
     p.add_argument(
         "--n",
@@ -198,6 +193,16 @@ def run(args: argparse.Namespace) -> int:
         )
         return 1
     return 0
+
+
+def add_eps(p: argparse.ArgumentParser) -> None:
+    """--eps, the anisotropy (of solve and learn-smoother); checked by :func:`check_eps`."""
+    p.add_argument(
+        "--eps",
+        type=float,
+        default=None,
+        help="anisotropic: the weak coefficient, A = -u_xx - eps u_yy (default 0.1)",
+    )
 
 
 def check_eps(args: argparse.Namespace) -> None:
