@@ -88,7 +88,8 @@ def test_every_subcommand_module_has_add_parser_and_run():
 
     parser = build_parser()
     names = set(next(a for a in parser._actions if a.dest == "command").choices)
-    expected = {"models", "solve", "inspect", "export", "train", "demo", "eval", "plot", "data"}
+    expected = {"models", "solve", "learn-smoother", "inspect", "export", "train", "demo"}
+    expected |= {"eval", "plot", "data"}
     assert names == expected
     for name in SUBCOMMANDS:
         module = importlib.import_module(f"mgnet.cli.{name}")

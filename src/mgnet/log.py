@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TextIO
 
-__all__ = ["ROOT_LOGGER", "get_logger", "setup_cli_logging"]
+__all__ = ["ROOT_LOGGER", "cli_logging", "get_logger", "setup_cli_logging"]
 
 ROOT_LOGGER = "mgnet"
 
@@ -66,3 +68,19 @@ def setup_cli_logging(quiet: bool = False) -> logging.Logger:
         logger.addHandler(handler)
     logger.setLevel(logging.WARNING if quiet else logging.INFO)
     return logger
+
+
+@contextmanager
+def cli_logging(quiet: bool = False) -> Iterator[logging.Logger]:
+    """:func:`setup_cli_logging` for the duration of one command: afterwards the ``mgnet``
+    logger has its former level and handlers again, so a program (or a test) that calls
+    ``mgnet.cli.main`` and then uses the library does not keep printing its messages."""
+    logger = logging.getLogger(ROOT_LOGGER)
+    level, handlers = logger.level, list(logger.handlers)
+    try:
+        yield setup_cli_logging(quiet)
+    finally:
+        for handler in list(logger.handlers):
+            if handler not in handlers:
+                logger.removeHandler(handler)
+        logger.setLevel(level)
