@@ -31,31 +31,35 @@ def _add_models(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_models(args: argparse.Namespace) -> int:
-    from mgnet.models import count_parameters, create_model, list_models, model_info
+    from mgnet.models import count_parameters_of, list_models, model_info
 
     rows = []
     for name in list_models():
         info = model_info(name)
-        model = create_model(name)
         rows.append(
             {
                 "name": name,
-                "parameters": count_parameters(model),
+                "kind": info.kind,
+                "parameters": count_parameters_of(name),  # on the meta device: no allocation
                 "num_classes": info.num_classes,
                 "in_channels": info.in_channels,
+                "out_channels": info.out_channels,
                 "input_size": info.input_size,
-                "spec": getattr(model, "spec", None),
+                "spec": info.spec,
                 "description": info.description,
             }
         )
     if args.json:
         print(json.dumps(rows, indent=2))
     else:
-        print(f"{'name':<22}{'parameters':>13}  {'classes':>7}  {'input':>9}  description")
+        print(f"{'name':<26}{'parameters':>13}  {'outputs':>9}  {'input':>9}  description")
         for r in rows:
             size = f"{r['in_channels']}x{r['input_size']}"
+            outputs = (
+                f"{r['num_classes']}" if r["kind"] == "classifier" else f"{r['out_channels']}-field"
+            )
             print(
-                f"{r['name']:<22}{r['parameters']:>13,}  {r['num_classes']:>7}  {size:>9}  "
+                f"{r['name']:<26}{r['parameters']:>13,}  {outputs:>9}  {size:>9}  "
                 f"{r['description']}"
             )
     return 0
