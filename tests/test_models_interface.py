@@ -242,6 +242,9 @@ def _measured_activations(model: nn.Module, x: torch.Tensor) -> int:
         ("mgnet[3,1]-[8,16]-Bli-stem7", 32),
         ("preact_resnet_digits", 8),
         ("plain_cnn", 16),
+        ("mgno", 33),
+        ("fno_small", 33),
+        ("unet", 33),
     ],
 )
 def test_activation_estimate_is_within_a_factor_two_of_a_real_forward(name, size):

@@ -304,7 +304,7 @@ class FNO2d(NeuralOperator):
         """Rough count of the activations one sample of side ``size`` keeps for backward."""
         padded = (size + self.padding) ** 2
         pointwise = (3 * self.width + 2 * self.proj_width) * size**2
-        return 8 * self.num_layers * self.width * padded + pointwise
+        return 5 * self.num_layers * self.width * padded + pointwise
 
 
 # --------------------------------------------------------------------------------- U-Net
