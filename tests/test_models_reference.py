@@ -16,18 +16,7 @@ from mgnet.models import (
     list_models,
     model_info,
 )
-
-
-def randomize_bn(module: nn.Module, seed: int = 0) -> None:
-    """BatchNorm that is far from the identity: random affine parameters and statistics."""
-    g = torch.Generator().manual_seed(seed)
-    for m in module.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            with torch.no_grad():
-                m.weight.copy_(torch.randn(m.num_features, generator=g))
-                m.bias.copy_(torch.randn(m.num_features, generator=g))
-                m.running_mean.copy_(torch.randn(m.num_features, generator=g))
-                m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+from test_theory import randomize_bn  # BatchNorm far from the identity
 
 
 def bn(x, m: nn.BatchNorm2d):

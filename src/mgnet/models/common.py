@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import operator
 import os
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
@@ -27,6 +28,7 @@ __all__ = [
     "available_memory",
     "brief",
     "check_int",
+    "check_layout",
     "init_weights",
     "linear_head",
 ]
@@ -56,6 +58,21 @@ def check_int(name: str, value: object, low: int = 1, high: int | None = None) -
         bound = f">= {low}" if high is None else f"in {low}..{high}"
         raise ValueError(f"{name}: must be an integer {bound}, got {v}")
     return v
+
+
+def check_layout(x: Tensor, in_channels: int, axes: Sequence[str]) -> None:
+    """One-line ValueError unless ``x`` is (batch, in_channels, *axes): the right rank and
+    the model's number of input channels."""
+    if x.dim() != len(axes) + 2:
+        raise ValueError(
+            f"input: expected a (batch, {in_channels}, {', '.join(axes)}) tensor, got shape "
+            f"{tuple(x.shape)}"
+        )
+    if x.shape[1] != in_channels:
+        raise ValueError(
+            f"in_channels: the model takes {in_channels} input channels, the input has "
+            f"{x.shape[1]} (shape {tuple(x.shape)})"
+        )
 
 
 def available_memory(device: torch.device) -> int | None:

@@ -22,7 +22,14 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from mgnet.core import CycleRecord, Level, MgCycle, Step, Transfer
-from mgnet.models.common import MAX_CHANNELS, Classifier, check_int, init_weights, linear_head
+from mgnet.models.common import (
+    MAX_CHANNELS,
+    Classifier,
+    check_int,
+    check_layout,
+    init_weights,
+    linear_head,
+)
 from mgnet.models.spec import MgNetConfig, format_spec
 
 __all__ = ["MgNet"]
@@ -128,17 +135,7 @@ class MgNet(Classifier):
 
     def check_input(self, x: Tensor) -> None:
         """Raise a one-line ValueError if ``x`` cannot go through this network."""
-        d = self.cfg.dim
-        if x.dim() != d + 2:
-            raise ValueError(
-                f"input: expected a (batch, {self.in_channels}, "
-                f"{', '.join(['size'] * d)}) tensor, got shape {tuple(x.shape)}"
-            )
-        if x.shape[1] != self.in_channels:
-            raise ValueError(
-                f"in_channels: the model takes {self.in_channels} input channels, "
-                f"the input has {x.shape[1]} (shape {tuple(x.shape)})"
-            )
+        check_layout(x, self.in_channels, ["size"] * self.cfg.dim)
         if min(x.shape[2:]) < self.min_input_size:
             raise ValueError(
                 f"input: spatial size {tuple(x.shape[2:])} is too small for "

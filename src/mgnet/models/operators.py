@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mgnet.core import Level, MgCycle, Step, Transfer
-from mgnet.models.common import check_int
+from mgnet.models.common import check_int, check_layout
 
 __all__ = ["FNO2d", "MgNO", "NeuralOperator", "SpectralConv2d", "UNet"]
 
@@ -61,26 +61,19 @@ class NeuralOperator(nn.Module):
         """Channels after the coordinates are appended."""
         return self.in_channels + (2 if self.coords else 0)
 
+    min_input_size: int
+
     def accepts(self, side: int) -> bool:
         """Whether a grid of ``side`` points per side goes through this model."""
-        return side >= 1
+        return side >= self.min_input_size
 
     def sides_accepted(self) -> str:
         """The sides :meth:`accepts`, in words (for error messages)."""
-        return "any"
+        return f">= {self.min_input_size}"
 
     def check_input(self, x: Tensor) -> None:
         """Raise a one-line ValueError if ``x`` cannot go through this operator."""
-        if x.dim() != 4:
-            raise ValueError(
-                f"input: expected a (batch, {self.in_channels}, s, s) tensor, got shape "
-                f"{tuple(x.shape)}"
-            )
-        if x.shape[1] != self.in_channels:
-            raise ValueError(
-                f"in_channels: the model takes {self.in_channels} input channels, the input "
-                f"has {x.shape[1]} (shape {tuple(x.shape)})"
-            )
+        check_layout(x, self.in_channels, ("s", "s"))
         for side in x.shape[2:]:
             if not self.accepts(side):
                 raise ValueError(
@@ -281,13 +274,8 @@ class FNO2d(NeuralOperator):
 
     @property
     def min_input_size(self) -> int:
+        """2 * modes - padding: the padded grid must hold the modes kept."""
         return max(2 * self.modes - self.padding, 1)
-
-    def accepts(self, side: int) -> bool:
-        return side >= self.min_input_size
-
-    def sides_accepted(self) -> str:
-        return f">= {self.min_input_size} (2 * modes - padding)"
 
     def forward(self, x: Tensor) -> Tensor:
         self.check_input(x)
@@ -348,13 +336,8 @@ class UNet(NeuralOperator):
 
     @property
     def min_input_size(self) -> int:
+        """2^depth: one pixel on the coarsest grid."""
         return 2**self.depth
-
-    def accepts(self, side: int) -> bool:
-        return side >= self.min_input_size
-
-    def sides_accepted(self) -> str:
-        return f">= {self.min_input_size} (2^depth)"
 
     def forward(self, x: Tensor) -> Tensor:
         self.check_input(x)

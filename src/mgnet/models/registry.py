@@ -307,6 +307,23 @@ def _mgnet(name: str, spec: str, description: str, *, init: str = "default", **i
     )
 
 
+def _operator(
+    name: str, build: Callable[..., nn.Module], description: str, **defaults
+) -> ModelInfo:
+    """A neural-operator entry: one input and one output field on 65 x 65 grids."""
+    return ModelInfo(
+        name=name,
+        build=build,
+        description=description,
+        kind=OPERATOR,
+        num_classes=None,
+        in_channels=1,
+        out_channels=1,
+        input_size=65,
+        defaults=defaults,
+    )
+
+
 # ------------------------------------------------------------------ the registered models
 # Every registered model, in one place. The paper's models (He & Xu 2019) start from the
 # authors' initialisation, PyTorch's default; the small digits/MNIST models keep the
@@ -386,48 +403,28 @@ _ENTRIES: list[ModelInfo] = [
         input_size=224,
     ),
     # neural operators: (batch, 1, s, s) coefficient -> (batch, 1, s, s) solution, s = 2^k + 1
-    ModelInfo(
-        name="mgno",
-        build=MgNO,
-        description="MgNO-style operator: 4 linear V-cycles (5 grids, width 24, nu = (1, 1)) "
-        "with GELU between",
-        kind=OPERATOR,
-        num_classes=None,
-        in_channels=1,
-        out_channels=1,
-        input_size=65,
+    _operator(
+        "mgno",
+        MgNO,
+        "MgNO-style operator: 4 linear V-cycles (5 grids, width 24, nu = (1, 1)) with GELU between",
     ),
-    ModelInfo(
-        name="fno",
-        build=FNO2d,
-        description="FNO-2D as published (Li et al. 2020): width 32, 12 modes, 4 Fourier "
-        "layers, grid coordinates (written here, not neuraloperator's)",
-        kind=OPERATOR,
-        num_classes=None,
-        in_channels=1,
-        out_channels=1,
-        input_size=65,
+    _operator(
+        "fno",
+        FNO2d,
+        "FNO-2D as published (Li et al. 2020): width 32, 12 modes, 4 Fourier layers, grid "
+        "coordinates (written here, not neuraloperator's)",
     ),
-    ModelInfo(
-        name="fno_small",
-        build=FNO2d,
-        description="FNO-2D with width 24 and 7 modes: mgno's parameter budget",
-        kind=OPERATOR,
-        num_classes=None,
-        in_channels=1,
-        out_channels=1,
-        input_size=65,
-        defaults={"width": 24, "modes": 7},
+    _operator(
+        "fno_small",
+        FNO2d,
+        "FNO-2D with width 24 and 7 modes: mgno's parameter budget",
+        width=24,
+        modes=7,
     ),
-    ModelInfo(
-        name="unet",
-        build=UNet,
-        description="U-Net (Ronneberger et al. 2015) with BatchNorm: width 16, 3 poolings",
-        kind=OPERATOR,
-        num_classes=None,
-        in_channels=1,
-        out_channels=1,
-        input_size=65,
+    _operator(
+        "unet",
+        UNet,
+        "U-Net (Ronneberger et al. 2015) with BatchNorm: width 16, 3 poolings",
     ),
 ]
 
