@@ -170,3 +170,14 @@ def test_operator_variants_by_keyword():
     model = create_model("mgno", width=16, layers=2, levels=4, nu=2, out_channels=2, in_chans=3)
     assert (model.width, model.num_layers, model.levels, model.nu) == (16, 2, 4, (2, 2))
     assert model(torch.randn(1, 3, 17, 17)).shape == (1, 2, 17, 17)
+
+
+@pytest.mark.parametrize("name", OPERATORS)
+def test_operators_run_under_bf16_autocast_and_in_float64(name):
+    model = create_model(name)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(torch.randn(2, 1, 33, 33))
+    assert out.shape == (2, 1, 33, 33) and torch.isfinite(out.float()).all()
+    out.float().square().mean().backward()  # FNO's FFTs run in float32 inside
+    model = model.double()
+    assert model(torch.randn(1, 1, 33, 33, dtype=torch.float64)).dtype == torch.float64

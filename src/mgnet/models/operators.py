@@ -231,12 +231,16 @@ class SpectralConv2d(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         b, _, h, w = x.shape
         m1, m2 = self.modes1, self.modes2
+        dtype = x.dtype  # FFTs of half precision are not supported: run them in float32
+        if dtype in (torch.float16, torch.bfloat16):
+            x = x.float()
         x_ft = torch.fft.rfft2(x)
-        w1, w2 = torch.view_as_complex(self.weights1), torch.view_as_complex(self.weights2)
+        w1 = torch.view_as_complex(self.weights1.to(x.dtype))
+        w2 = torch.view_as_complex(self.weights2.to(x.dtype))
         out = torch.zeros(b, w1.shape[1], h, w // 2 + 1, dtype=x_ft.dtype, device=x.device)
         out[:, :, :m1, :m2] = torch.einsum("bixy,ioxy->boxy", x_ft[:, :, :m1, :m2], w1)
         out[:, :, -m1:, :m2] = torch.einsum("bixy,ioxy->boxy", x_ft[:, :, -m1:, :m2], w2)
-        return torch.fft.irfft2(out, s=(h, w))
+        return torch.fft.irfft2(out, s=(h, w)).to(dtype)
 
 
 class FNO2d(NeuralOperator):
