@@ -265,7 +265,7 @@ class FNO2d(NeuralOperator):
     ) -> None:
         super().__init__(in_channels, out_channels, coords)
         self.width = check_int("width", width, 1, MAX_WIDTH)
-        self.modes = check_int("modes", modes, 1, 1024)
+        self.modes = check_int("modes", modes, 1, 256)
         self.num_layers = check_int("layers", layers, 1, 64)
         self.padding = check_int("padding", padding, 0, 1024)
         self.proj_width = check_int("proj_width", proj_width, 1, MAX_WIDTH)

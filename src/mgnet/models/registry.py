@@ -205,20 +205,21 @@ def create_model(
     if info.kind == CLASSIFIER:
         if out_channels is not None:
             raise ValueError(
-                f"out_channels: {name!r} is a classifier; it takes num_classes, not out_channels"
+                f"out_channels: {brief(name)} is a classifier; it takes num_classes, not "
+                "out_channels"
             )
         args["num_classes"] = info.num_classes if num_classes is None else num_classes
         check_int("num_classes", args["num_classes"], low=0)
     else:
         if num_classes is not None:
             raise ValueError(
-                f"num_classes: {name!r} is a neural operator (a field to a field); it has no "
+                f"num_classes: {brief(name)} is a neural operator (a field to a field); it has no "
                 "classes; accepted: in_channels, out_channels"
             )
         args["out_channels"] = info.out_channels if out_channels is None else out_channels
         check_int("out_channels", args["out_channels"])
     kwargs = {**info.defaults, **overrides}
-    _check_overrides(info, kwargs, overrides)
+    _check_overrides(info, kwargs)
     if _default_device().type != "meta":
         with torch.device("meta"):
             probe = info.build(**args, **kwargs)
@@ -227,7 +228,7 @@ def create_model(
     return info.build(**args, **kwargs)
 
 
-def _check_overrides(info: ModelInfo, kwargs: dict, overrides: dict) -> None:
+def _check_overrides(info: ModelInfo, kwargs: dict) -> None:
     params = inspect.signature(info.build).parameters
     if any(p.kind is p.VAR_KEYWORD for p in params.values()):
         return  # the builder checks its own keywords
