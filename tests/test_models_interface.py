@@ -113,6 +113,21 @@ def test_num_classes_zero_gives_pooled_features():
     assert count_parameters(model) == 575_594 - (128 * 10 + 10)
 
 
+@pytest.mark.parametrize("name", list_models())
+def test_every_model_converts_to_channels_last(name):
+    # `mgnet train --channels-last` converts the model: every parameter must allow it
+    info = model_info(name)
+    torch.manual_seed(0)
+    model = create_model(name).eval()
+    size = SMALL_INPUT.get(name, 33 if info.is_operator else info.input_size)
+    x = torch.randn(2, info.in_channels, size, size)
+    with torch.no_grad():
+        expected = model(x)
+        model = model.to(memory_format=torch.channels_last)
+        out = model(x.to(memory_format=torch.channels_last))
+    torch.testing.assert_close(out, expected, rtol=1e-4, atol=1e-5)
+
+
 # ------------------------------------------------------------------------- meta device
 def test_every_model_builds_on_the_meta_device():
     for name in list_models():

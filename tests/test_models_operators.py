@@ -181,3 +181,30 @@ def test_operators_run_under_bf16_autocast_and_in_float64(name):
     out.float().square().mean().backward()  # FNO's FFTs run in float32 inside
     model = model.double()
     assert model(torch.randn(1, 1, 33, 33, dtype=torch.float64)).dtype == torch.float64
+
+
+def test_spectral_conv_keeps_every_mode_with_identity_weights():
+    from mgnet.models.operators import SpectralConv2d
+
+    conv = SpectralConv2d(3, 3, modes1=4, modes2=5).double()  # all modes of an 8 x 8 grid
+    with torch.no_grad():
+        conv.weight_re.zero_()
+        conv.weight_im.zero_()
+        for c in range(3):
+            conv.weight_re[c, c] = 1.0
+    x = torch.randn(2, 3, 8, 8, dtype=torch.float64)
+    torch.testing.assert_close(conv(x), x, rtol=1e-12, atol=1e-12)
+
+
+def test_spectral_conv_is_a_circular_convolution():
+    from mgnet.models.operators import SpectralConv2d
+
+    torch.manual_seed(0)
+    conv = SpectralConv2d(2, 3, modes1=3, modes2=3).double()
+    x = torch.randn(1, 2, 12, 12, dtype=torch.float64)
+    shifted = torch.roll(x, shifts=(5, -3), dims=(2, 3))
+    with torch.no_grad():
+        torch.testing.assert_close(
+            conv(shifted), torch.roll(conv(x), shifts=(5, -3), dims=(2, 3)), rtol=0, atol=1e-12
+        )
+        assert conv(x).abs().max() > 1e-3

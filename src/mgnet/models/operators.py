@@ -20,7 +20,7 @@ Made for PDE data on vertex-centred grids of s = 2^k + 1 points per side, bounda
   written here after the paper and its reference Darcy script (width 32, 12 modes,
   4 Fourier layers, grid coordinates as input channels, zero-padding of 9 points against
   non-periodic boundaries, a two-layer 128-wide projection); it is not the neuraloperator
-  package's FNO. Spectral weights are stored as real tensors (..., 2), so counts and
+  package's FNO. Spectral weights are stored as real and imaginary parts, so counts and
   optimisers see real numbers: 2,368,001 parameters, as the paper's code counts them.
 * :class:`UNet`: a standard U-Net (Ronneberger et al. 2015) with BatchNorm: double
   3x3 conv-BN-ReLU blocks, 2x2 max-pooling (ceil mode, so odd sides work) and 2x2
@@ -218,15 +218,19 @@ class MgNO(NeuralOperator):
 # ---------------------------------------------------------------------------------- FNO
 class SpectralConv2d(nn.Module):
     """The Fourier layer's global convolution: keep the lowest ``modes`` Fourier modes of
-    each axis, multiply them by learned complex ``in x out`` matrices, transform back."""
+    each axis, multiply them by learned complex ``in x out`` matrices, transform back.
+
+    The complex weights are stored as real and imaginary parts, (c_in, c_out, 2 modes1,
+    modes2) each: rows [:modes1] act on the lowest non-negative frequencies of the first
+    axis, rows [modes1:] on the highest (negative) ones, as the paper's two weight tensors.
+    Real 4-D parameters keep counts, optimisers and ``channels_last`` conversion plain."""
 
     def __init__(self, c_in: int, c_out: int, modes1: int, modes2: int) -> None:
         super().__init__()
         self.modes1, self.modes2 = modes1, modes2
-        scale = 1 / (c_in * c_out)
-        # complex weights as real (..., 2) tensors, drawn as in the paper's code
-        self.weights1 = nn.Parameter(scale * torch.rand(c_in, c_out, modes1, modes2, 2))
-        self.weights2 = nn.Parameter(scale * torch.rand(c_in, c_out, modes1, modes2, 2))
+        scale = 1 / (c_in * c_out)  # uniform [0, scale) parts, as in the paper's code
+        self.weight_re = nn.Parameter(scale * torch.rand(c_in, c_out, 2 * modes1, modes2))
+        self.weight_im = nn.Parameter(scale * torch.rand(c_in, c_out, 2 * modes1, modes2))
 
     def forward(self, x: Tensor) -> Tensor:
         b, _, h, w = x.shape
@@ -235,11 +239,12 @@ class SpectralConv2d(nn.Module):
         if dtype in (torch.float16, torch.bfloat16):
             x = x.float()
         x_ft = torch.fft.rfft2(x)
-        w1 = torch.view_as_complex(self.weights1.to(x.dtype))
-        w2 = torch.view_as_complex(self.weights2.to(x.dtype))
-        out = torch.zeros(b, w1.shape[1], h, w // 2 + 1, dtype=x_ft.dtype, device=x.device)
-        out[:, :, :m1, :m2] = torch.einsum("bixy,ioxy->boxy", x_ft[:, :, :m1, :m2], w1)
-        out[:, :, -m1:, :m2] = torch.einsum("bixy,ioxy->boxy", x_ft[:, :, -m1:, :m2], w2)
+        weight = torch.complex(self.weight_re.to(x.dtype), self.weight_im.to(x.dtype))
+        kept = torch.cat([x_ft[:, :, :m1, :m2], x_ft[:, :, -m1:, :m2]], dim=2)
+        mixed = torch.einsum("bixy,ioxy->boxy", kept, weight)
+        out = torch.zeros(b, weight.shape[1], h, w // 2 + 1, dtype=x_ft.dtype, device=x.device)
+        out[:, :, :m1, :m2] = mixed[:, :, :m1]
+        out[:, :, -m1:, :m2] = mixed[:, :, m1:]
         return torch.fft.irfft2(out, s=(h, w)).to(dtype)
 
 
