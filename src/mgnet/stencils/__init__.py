@@ -2,10 +2,12 @@
 
 A (stencils: Laplacians, anisotropic and variable-coefficient diffusion, zero-order term,
 Dirichlet or periodic), B (smoothers: damped Jacobi, red-black Gauss-Seidel, Chebyshev,
-Newton, direct coarse solve), R (full weighting), P (linear interpolation) and Pi
+Newton, direct coarse solve, zebra line Gauss-Seidel), R (full weighting), P (linear
+interpolation, or built from the operator: black-box multigrid in 1D and 2D) and Pi
 (injection, or None for zero), in 1D, 2D and 3D.
 """
 
+from mgnet.stencils.line import LineRelaxation, strong_axis, zebra
 from mgnet.stencils.operators import (
     NonlinearOperator,
     StencilOperator,
@@ -28,8 +30,10 @@ from mgnet.stencils.transfers import (
     FullWeighting,
     Injection,
     Interpolation,
+    SparseTransfer,
     coarse_shape,
     interpolation_matrix,
+    operator_interpolation_matrix,
     restriction_matrix,
 )
 
@@ -40,8 +44,10 @@ __all__ = [
     "Injection",
     "Interpolation",
     "Jacobi",
+    "LineRelaxation",
     "NewtonJacobi",
     "NonlinearOperator",
+    "SparseTransfer",
     "StencilOperator",
     "anisotropic",
     "chebyshev_weights",
@@ -52,6 +58,9 @@ __all__ = [
     "grid_points",
     "interpolation_matrix",
     "laplacian",
+    "operator_interpolation_matrix",
     "red_black",
     "restriction_matrix",
+    "strong_axis",
+    "zebra",
 ]

@@ -10,17 +10,23 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field, fields
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from mgnet.errors import first_line, quote
+from mgnet.train.rundir import fresh_run_dir
+
 __all__ = [
     "TrainConfig",
+    "list_recipes",
     "load_recipe",
     "fresh_run_dir",
     "OPTIMIZERS",
     "SCHEDULERS",
     "AMP_MODES",
     "DEVICES",
+    "PROTOCOLS",
 ]
 
 OPTIMIZERS = ("sgd", "adamw")
@@ -28,6 +34,12 @@ SCHEDULERS = ("cosine", "step", "onecycle", "none")
 AMP_MODES = ("none", "bf16", "fp16")
 LOADERS = ("auto", "device", "torch")
 DEVICES = ("auto", "cpu", "cuda", "cuda:N")
+PROTOCOLS = ("val", "paper")
+
+# Recipes (load_recipe): file suffixes, and what one may hold at most.
+RECIPE_SUFFIXES = (".yaml", ".yml", ".json")
+MAX_RECIPE_BYTES = 1 << 20
+MAX_RECIPE_VALUES = 10_000
 
 _TYPES = {
     "int": (int,),
@@ -37,10 +49,11 @@ _TYPES = {
     "str | None": (str, type(None)),
     "int | None": (int, type(None)),
     "dict[str, Any]": (dict,),
+    "list[float] | None": (list, tuple, type(None)),
 }
 
 # Fields that may change when a run is resumed: they do not alter the numbers it computes.
-RUNTIME_FIELDS = ("device", "workers", "threads", "progress", "data_dir")
+RUNTIME_FIELDS = ("device", "workers", "threads", "progress", "data_dir", "tensorboard")
 
 
 @dataclass
@@ -66,7 +79,20 @@ class TrainConfig:
     cores are shared, where a full thread pool stalls), ``output_dir``,
     ``progress`` (progress bar on a terminal), ``sync_bn`` (BatchNorm statistics over the
     whole global batch under ``torchrun``; a no-op in a single process), ``compile``
-    (``torch.compile`` the model).
+    (``torch.compile`` the model and its evaluation copy), ``deterministic`` (cuDNN in
+    deterministic mode without autotuning, and ``torch.use_deterministic_algorithms``
+    (warnings only for operations that have no deterministic version); for runs to be
+    repeated bit for bit on a GPU), ``tensorboard`` (also write the epoch metrics as
+    TensorBoard scalars to ``output_dir/tensorboard``; needs the tensorboard package).
+
+    Protocol: ``protocol="val"`` (default) carves the fixed validation split from the
+    training images, chooses the best epoch on it and tests that model once;
+    ``"paper"`` trains on all training images, tests after every epoch and reports the
+    final epoch's test accuracy, plus the best test accuracy over the epochs (the rule
+    the MgNet authors' code reports; it selects on the test split). ``mean``/``std``:
+    per-channel normalization constants to use instead of the dataset table's (None:
+    the table's, the statistics of the training split); the paper recipes set the
+    authors' constants.
     """
 
     model: str = "mgnet_digits"
@@ -100,6 +126,11 @@ class TrainConfig:
     threads: int = 1
     sync_bn: bool = False
     compile: bool = False
+    deterministic: bool = False
+    tensorboard: bool = False
+    protocol: str = "val"
+    mean: list[float] | None = None
+    std: list[float] | None = None
     output_dir: str = "runs/train"
     progress: bool = True
 
@@ -113,9 +144,19 @@ class TrainConfig:
             accepted = _TYPES.get(str(f.type))
             wrong_bool = isinstance(value, bool) and bool not in (accepted or (bool,))
             if accepted is not None and (wrong_bool or not isinstance(value, accepted)):
-                raise ValueError(f"{f.name}: {value!r} is not accepted; expected {f.type}")
+                raise ValueError(f"{f.name}: {quote(value)} is not accepted; expected {f.type}")
             if f.type == "float":
                 setattr(self, f.name, float(value))
+            if f.type == "list[float] | None" and value is not None:
+                numbers = all(
+                    isinstance(v, (int, float)) and not isinstance(v, bool) for v in value
+                )
+                if not value or not numbers:
+                    raise ValueError(
+                        f"{f.name}: {quote(value)} is not accepted; expected a list of "
+                        "numbers, one per channel"
+                    )
+                setattr(self, f.name, [float(v) for v in value])
         checks = [
             ("epochs", self.epochs >= 1, "a positive integer"),
             ("batch_size", self.batch_size >= 1, "a positive integer"),
@@ -146,11 +187,22 @@ class TrainConfig:
             ("loader", self.loader in LOADERS, ", ".join(LOADERS)),
             ("threads", self.threads >= 0, "an integer >= 0 (0: torch's default)"),
             ("model_args", isinstance(self.model_args, dict), "a dict of keyword arguments"),
+            ("protocol", self.protocol in PROTOCOLS, ", ".join(PROTOCOLS)),
+            (
+                "std",
+                self.std is None or min(self.std) > 0,
+                "positive numbers, one per channel",
+            ),
+            (
+                "mean",
+                (self.mean is None) == (self.std is None),
+                "mean and std given together (or neither)",
+            ),
         ]
         for name, ok, accepted in checks:
             if not ok:
                 raise ValueError(
-                    f"{name}: {getattr(self, name)!r} is not accepted; expected {accepted}"
+                    f"{name}: {quote(getattr(self, name))} is not accepted; expected {accepted}"
                 )
 
     def to_dict(self) -> dict[str, Any]:
@@ -163,19 +215,81 @@ class TrainConfig:
         names = [f.name for f in fields(cls)]
         unknown = sorted(set(values) - set(names))
         if unknown:
-            raise ValueError(
-                f"config: unknown key(s) {', '.join(unknown)}; accepted: {', '.join(names)}"
-            )
+            shown = ", ".join(unknown)[:200]
+            raise ValueError(f"config: unknown key(s) {shown}; accepted: {', '.join(names)}")
         return cls(**values)
 
 
-def load_recipe(path: str | Path) -> dict[str, Any]:
-    """Read a recipe: a JSON or YAML mapping of :class:`TrainConfig` fields."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"config: no such recipe file {str(path)!r}")
-    text = path.read_text()
-    if path.suffix.lower() in (".yaml", ".yml"):
+def list_recipes() -> list[str]:
+    """Names of the recipes shipped with the package (``mgnet train -c NAME``)."""
+    folder = resources.files("mgnet") / "configs"
+    return sorted(
+        f.name.rsplit(".", 1)[0]
+        for f in folder.iterdir()
+        if f.is_file() and f.name.endswith(RECIPE_SUFFIXES)
+    )
+
+
+def _recipe_source(recipe: str | Path) -> tuple[str, Any]:
+    """(how to name it in a message, a readable file) for a recipe path or packaged name."""
+    path = Path(recipe)
+    name = quote(str(recipe))
+    if path.is_file():
+        return name, path
+    if path.exists():
+        raise ValueError(f"config: {name} is a folder; expected a recipe file or name")
+    stem = path.name[: -len(path.suffix)] if path.suffix in RECIPE_SUFFIXES else path.name
+    packaged = list_recipes()
+    if str(recipe) in (stem, path.name) and stem in packaged:  # a bare name, no folder
+        folder = resources.files("mgnet") / "configs"
+        found = next(f for f in folder.iterdir() if f.name.rsplit(".", 1)[0] == stem)
+        return f"packaged recipe {stem!r}", found
+    raise FileNotFoundError(
+        f"config: {name} is neither a recipe file nor a packaged recipe; "
+        f"packaged: {', '.join(packaged)}"
+    )
+
+
+def _check_size(values: Any, where: str) -> None:
+    """Refuse a value that expands to more than MAX_RECIPE_VALUES values once its shared
+    parts are counted as often as they are used (YAML aliases can nest a 400-byte file into
+    billions of values, and make it self-referencing)."""
+    budget = MAX_RECIPE_VALUES
+    stack = [values]
+    while stack:
+        value = stack.pop()
+        budget -= 1
+        if budget < 0:
+            raise ValueError(
+                f"config: {where} expands to more than {MAX_RECIPE_VALUES:,} values (nested "
+                "or recursive YAML aliases?); a recipe is a mapping of config fields"
+            )
+        if isinstance(value, dict):
+            stack.extend(value.keys())
+            stack.extend(value.values())
+        elif isinstance(value, (list, tuple, set)):
+            stack.extend(value)
+
+
+def load_recipe(recipe: str | Path) -> dict[str, Any]:
+    """Read a recipe: a JSON or YAML mapping of :class:`TrainConfig` fields.
+
+    ``recipe`` is a file, or the name of a recipe shipped with the package (see
+    :func:`list_recipes`; ``"cifar10_mgnet_paper"`` works from any folder after
+    ``pip install``). A file larger than MAX_RECIPE_BYTES, or a YAML file whose aliases
+    expand to more than MAX_RECIPE_VALUES values, is refused; messages quote at most about
+    200 characters of what the file holds.
+    """
+    where, source = _recipe_source(recipe)
+    with source.open("rb") as fh:
+        data = fh.read(MAX_RECIPE_BYTES + 1)
+    if len(data) > MAX_RECIPE_BYTES:
+        raise ValueError(f"config: {where} is larger than {MAX_RECIPE_BYTES:,} bytes")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ValueError(f"config: {where} is not UTF-8 text") from None
+    if source.name.lower().endswith((".yaml", ".yml")):
         try:
             import yaml
         except ImportError:
@@ -186,28 +300,20 @@ def load_recipe(path: str | Path) -> dict[str, Any]:
         try:
             values = yaml.safe_load(text)
         except yaml.YAMLError as e:
-            raise ValueError(
-                f"config: {str(path)!r} is not valid YAML ({str(e).splitlines()[0]})"
-            ) from None
+            raise ValueError(f"config: {where} is not valid YAML ({first_line(e)})") from None
+        except RecursionError:
+            raise ValueError(f"config: {where} nests too deeply") from None
     else:
         try:
             values = json.loads(text)
         except json.JSONDecodeError as e:
-            raise ValueError(f"config: {str(path)!r} is not valid JSON ({e})") from None
+            raise ValueError(f"config: {where} is not valid JSON ({e})") from None
+        except RecursionError:
+            raise ValueError(f"config: {where} nests too deeply") from None
     if not isinstance(values, dict):
-        raise ValueError(f"config: {str(path)!r} must hold a mapping of config fields")
+        raise ValueError(f"config: {where} must hold a mapping of config fields")
+    _check_size(values, where)
+    bad = next((k for k in values if not isinstance(k, str)), None)
+    if bad is not None:
+        raise ValueError(f"config: {where} has the key {quote(bad)}; keys are field names")
     return values
-
-
-def fresh_run_dir(root: str | Path, name: str) -> Path:
-    """``root/name``, or ``root/name-2``, ``-3``, ... : the first that holds no run yet.
-
-    ``name`` is reduced to letters, digits, ``-``, ``_`` and ``.`` (spec strings have
-    brackets and commas)."""
-    safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name).strip("_")
-    root = Path(root)
-    candidate, n = root / safe, 1
-    while (candidate / "checkpoint.pt").exists() or (candidate / "config.json").exists():
-        n += 1
-        candidate = root / f"{safe}-{n}"
-    return candidate
