@@ -90,12 +90,22 @@ PRAGMA = "pragma: no mutate"
 # most specific and fastest files come first). A module runs tests/test_<module>*.py
 # first, then its own entry or else its package's; where none of these files exists,
 # tests/test_<pkg>*.py, and failing that every test.
+_AMG = ["test_amg_operators.py", "test_amg_setup.py", "test_amg.py", "test_amg*.py"]
+_GEOMETRIC = ["test_solver_references.py", "test_multilevel.py", "test_multigrid_hardening.py"]
+_GEOMETRIC += ["test_multigrid.py", "test_multigrid_inplace.py", "test_theory_multigrid.py"]
 TESTS: dict[str, list[str]] = {
     "core": ["test_core*.py", "test_multigrid_inplace.py"],
-    "stencils": ["test_stencils*.py", "test_multigrid.py", "test_multigrid_inplace.py"],
-    "multigrid": ["test_multigrid.py", "test_multigrid_inplace.py", "test_theory_multigrid.py"],
-    "multigrid/demo.py": ["test_multigrid_cli.py", "test_multigrid.py"],
-    "models": ["test_models*.py", "test_theory.py"],
+    "stencils": ["test_stencils*.py", "test_solver_references.py"]
+    + ["test_operator_interpolation.py", "test_multigrid.py", "test_multigrid_inplace.py"],
+    "multigrid": _GEOMETRIC,
+    "multigrid/algebraic.py": _AMG,
+    "multigrid/aggregation.py": _AMG,
+    "multigrid/matrices.py": _AMG,
+    "multigrid/sparse.py": _AMG,
+    "multigrid/_amg_compiled.py": _AMG,
+    "multigrid/learned.py": ["test_learned*.py"],
+    "models": ["test_models_reference.py", "test_models.py", "test_models_operators.py"]
+    + ["test_theory.py", "test_models*.py"],
 }
 
 
@@ -303,6 +313,7 @@ def _mutations(node: ast.AST, parent: ast.AST | None) -> list[Mutation]:
         and isinstance(node.ctx, ast.Load)
         and len({ast.unparse(e) for e in node.elts}) > 1
         and not isinstance(parent, (ast.Subscript, ast.Expr))  # an index; a, b as a statement
+        and not _is_membership(node, parent)  # x in (a, b): the order cannot matter
     ):
         out.append(("order", with_attr("elts", lambda n: n.elts[::-1]), None))
     removable = (
@@ -330,6 +341,15 @@ def _mutations(node: ast.AST, parent: ast.AST | None) -> list[Mutation]:
                 )
                 out.append(("slice", make, None))
     return out
+
+
+def _is_membership(node: ast.AST, parent: ast.AST | None) -> bool:
+    if not isinstance(parent, ast.Compare):
+        return False
+    return any(
+        isinstance(op, (ast.In, ast.NotIn)) and right is node
+        for op, right in zip(parent.ops, parent.comparators)
+    )
 
 
 def _is_super(node: ast.Expr) -> bool:

@@ -238,14 +238,13 @@ def test_inplace_correction_without_add_to():
     assert out is u and torch.equal(out, reference)
 
 
-def test_public_smooth_and_visit_allocate_by_default():
+def test_public_smooth_allocates_by_default():
     cycle = two_grid()
     u = torch.zeros_like(F)
     with torch.no_grad():
         smoothed = cycle.smooth(0, u, F, "pre")
-        visited = cycle.visit(0, u, F, "V")
     assert torch.equal(u, torch.zeros_like(F))
-    assert torch.equal(smoothed, 0.25 * F) and torch.equal(visited, TWO_GRID)
+    assert torch.equal(smoothed, 0.25 * F)
 
 
 def test_coarsest_grid_without_steps_returns_zero_feature():
@@ -254,3 +253,83 @@ def test_coarsest_grid_without_steps_returns_zero_feature():
     cycle = MgCycle([Level(A, [Step(A, Scale(0.25))]), Level(A, [])], [Transfer(R=PairSum())])
     out = cycle(F)
     assert torch.equal(out, torch.zeros(1, 1, 2, dtype=F64))
+
+
+# FMG on the two grids from u = 0, on paper (exact binary fractions again):
+#   f^2 = R f = (3, 7); the coarsest visit: u = B f^2 = (3/4, 7/4), post-smoothing
+#   u += B (f^2 - 2u) = (9/8, 21/8); interpolated u^1 = P u^2 = (9/8, 9/8, 21/8, 21/8);
+#   one V(1,1) cycle on level 1: pre (13/16, 17/16, 33/16, 37/16); f_c = R (f - 2u)
+#   = (-3/4, -7/4), u_c = (-3/16, -7/16) then (-9/32, -21/32); corrected
+#   (17/32, 25/32, 45/32, 53/32); post (33/64, 57/64, 93/64, 117/64)
+FMG = torch.tensor([[[33 / 64, 57 / 64, 93 / 64, 117 / 64]]], dtype=F64)
+
+
+@pytest.mark.parametrize("inplace", [False, True])
+def test_fmg_two_grids_on_paper(inplace):
+    cycle = two_grid(FusedScale, RepeatAddTo)
+    with torch.no_grad():
+        # by default one V cycle per level, allocating
+        out = cycle.fmg(F, inplace=True) if inplace else cycle.fmg(F)
+        B = cycle.levels[0].pre[0].B
+        assert B.fused == (1 if inplace else 0), "the in-place path runs only when asked"
+    assert torch.equal(out, FMG)
+    assert torch.equal(F, torch.tensor([[[1.0, 2.0, 3.0, 4.0]]], dtype=F64))
+
+
+def reference_cycle(cycle, l, u, f, shape):
+    """The linear cycle (sigma = identity, Pi = 0) written out by hand, u a tensor."""
+    level = cycle.levels[l]
+    for step in level.pre:
+        u = u + step.B(f - step.A(u))
+    if l < len(cycle.levels) - 1:
+        t = cycle.transfers[l]
+        f_c = t.R(f - level.A(u))
+        e = torch.zeros_like(f_c)
+        for coarse in {"V": "V", "W": "WW", "F": "FV"}[shape]:
+            e = reference_cycle(cycle, l + 1, e, f_c, coarse)
+        u = u + t.P(e)
+    for step in level.post:
+        u = u + step.B(f - step.A(u))
+    return u
+
+
+def reference_fmg(cycle, f, cycles, shape):
+    fs = [f]
+    for t in cycle.transfers:
+        fs.append(t.R(fs[-1]))
+    u = reference_cycle(cycle, len(fs) - 1, torch.zeros_like(fs[-1]), fs[-1], shape)
+    for l in reversed(range(len(fs) - 1)):
+        u = cycle.transfers[l].P(u)
+        for _ in range(cycles):
+            u = reference_cycle(cycle, l, u, fs[l], shape)
+    return u
+
+
+@pytest.mark.parametrize("shape,cycles", [("V", 2), ("W", 1), ("F", 3)])
+def test_fmg_four_levels_against_hand_recursion(shape, cycles):
+    """Four levels with a different A and B on each, so a level mix-up shows."""
+    levels = []
+    for l in range(4):
+        A = Scale(2.0 + l)
+        levels.append(Level(A, [Step(A, Scale(1 / (4 + l)))], [Step(A, Scale(1 / (5 + l)))]))
+    cycle = MgCycle(levels, [Transfer(R=PairSum(), P=Repeat()) for _ in range(3)], shape="V")
+    f = torch.linspace(-1, 2, 16, dtype=F64).reshape(1, 1, 16) ** 2
+    record = CycleRecord()
+    out = cycle.fmg(f, cycles=cycles, shape=shape, record=record)
+    torch.testing.assert_close(out, reference_fmg(cycle, f, cycles, shape), rtol=1e-13, atol=0)
+    assert out.shape == f.shape
+    assert record.events[0]["level"] == 3, "FMG starts on the coarsest level"
+    starts = [e["level"] for e in record.events if e["phase"] == "start" and e["step"] == 0]
+    finest_visits = starts.count(0)
+    assert finest_visits == cycles
+
+
+def test_fmg_bad_arguments():
+    cycle = two_grid()
+    with pytest.raises(ValueError, match="shape: FMG cycles are 'V', 'W' or 'F', got 'down'"):
+        cycle.fmg(F, shape="down")
+    with pytest.raises(ValueError, match="cycles: need at least one cycle per level, got 0"):
+        cycle.fmg(F, cycles=0)
+    no_P = MgCycle(cycle.levels, [Transfer(R=PairSum())])
+    with pytest.raises(ValueError, match="shape: 'V' needs an up-sweep"):
+        no_P.fmg(F)
