@@ -499,7 +499,8 @@ def read_equivalents(path: Path) -> list[Equivalent]:
 
 def match_equivalent(mutant: Mutant, table: list[Equivalent], all_mutants: list[Mutant]):
     """The entry for ``mutant``: same module, change and line; or, when the line moved,
-    the same module and change where that change occurs once in the module."""
+    the same module and change where that change occurs once among ``all_mutants`` (every
+    mutant of the module, not only a sample's)."""
     for e in table:
         if (e.module, e.line, e.change) == (mutant.module, mutant.line, mutant.change):
             return e
@@ -887,6 +888,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 2
     by_package = discover(root, packages)
+    found = [m for ms in by_package.values() for m in ms]
     for package, mutants in by_package.items():
         if args.module:
             mutants = [m for m in mutants if any(fnmatch.fnmatch(m.module, g) for g in args.module)]
@@ -930,7 +932,7 @@ def main(argv: list[str] | None = None) -> int:
     run_mutants(root, everything, tests_of, args.timeout, args.jobs, fork)
     equivalents = read_equivalents(args.equivalent)
     for m in everything:
-        entry = match_equivalent(m, equivalents, everything)
+        entry = match_equivalent(m, equivalents, found)
         if entry is None:
             continue
         entry.used = True
