@@ -40,7 +40,9 @@ inside functions, and mutates every string (error messages); neither fits a per-
 test map on a 2-core machine shared by several jobs, so this is a small ``ast`` driver.
 
 Scores measured on 2026-11-27 on a 2-core VM shared with other jobs (``-j 1``; seconds
-per mutant are wall clock and follow the load), on the source of commit 047edfc::
+per mutant are wall clock and follow the load, so compare them within one block only).
+
+Branch source of commit 047edfc (before the merge of the other helpers' work)::
 
     package    mutants      killed timeout survived  score    s/mutant  options
     before: the tests of 047edfc (driver of commit aa98a0d)
@@ -48,13 +50,26 @@ per mutant are wall clock and follow the load), on the source of commit 047edfc:
     stencils    60 of 967       44       0       16   73.3 %    9.2     --sample 60 --seed 0
     multigrid   60 of 496       41       1       18   70.0 %   13.6     --sample 60 --seed 0
     models      60 of 410       37       0       23   61.7 %    7.7     --sample 60 --seed 0
-    after: tests/test_core_mutants.py added (driver of this commit)
+    after: tests/test_core_mutants.py added
     core       125 (all)       125       0        0  100.0 %    1.5     --package core
 
-(the core "after" run had a quieter machine: its tests took 4 s unmutated against 15 s
-for the "before" run). Since aa98a0d a tuple that is a statement (``a(), b()``) is no
-longer reversed: stencils has 964 mutants, and its ``--sample 60 --seed 0`` draws other
-ones; the other rows list the same mutants with this driver.
+Merged source of commit ec0a0c9 (MgCycle gained ``fmg``; ``visit`` became ``_visit``;
+driver of commit 2d9f19d, whose test map covers the new modules)::
+
+    package    mutants      killed timeout survived equiv  score    s/mutant  options
+    core       148 (all)        99       0       48     1   67.3 %    1.8     (1)
+    core       148 (all)       147       0        0     1  100.0 %    1.2     --package core
+    stencils    60 of 1385      51       0        9     0   85.0 %    2.2     (2)
+    multigrid   60 of 2793      30       1       29     0   51.7 %    7.1     (2)
+    models      60 of 933       44       0       15     1   74.6 %   12.6     (2)
+
+(1) ``--package core --tests tests/test_core.py tests/test_multigrid_inplace.py``: the
+    merged suite without tests/test_core_mutants.py, the "before" of core.
+(2) ``--package NAME --sample 60 --seed 0``, the merged suite.
+
+Between the two blocks the operators changed a little (a tuple that is a statement, or
+the right side of ``in``, is no longer reversed), so the first block's stencils sample is
+not drawn again by this driver. Timings: the machine was quieter for the second block.
 """
 
 from __future__ import annotations
