@@ -27,6 +27,8 @@ import scipy.sparse as sp
 import torch
 from torch import Tensor, nn
 
+from mgnet.stencils import kernels
+
 __all__ = [
     "StencilOperator",
     "NonlinearOperator",
@@ -91,7 +93,13 @@ class StencilOperator(nn.Module):
     writes into a buffer that its next call overwrites, so the hot path allocates nothing,
     and it keeps the sliced views of its last four iterates u (which keeps those tensors
     alive until :meth:`release`), so that a small grid does not pay for building a dozen
-    views on every call. Large grids are processed in cache-sized blocks of rows.
+    views on every call. Large grids on the CPU are processed in cache-sized blocks of rows;
+    on a GPU every pass covers the whole grid (one kernel per pass).
+
+    On the CPU, without autograd, ``forward`` and ``residual`` (and the smoothers' and
+    transfers' hot paths) run the compiled kernels of :mod:`mgnet.stencils.kernels`, one
+    pass over memory per call; the PyTorch code below is the reference and the path for
+    autograd and CUDA.
     """
 
     def __init__(
@@ -170,7 +178,25 @@ class StencilOperator(nn.Module):
     # ----------------------------------------------------------------- application
     def _apply(self, fn, recurse: bool = True):  # .to(), .double(), ...: drop cached views
         self._ws, self._plans = {}, {}
+        self.__dict__.pop("_kernel_data", None)  # the compiled kernels' copy of the stencil
         return super()._apply(fn, recurse)
+
+    def compiled(self, u: Tensor, f: Tensor | None = None) -> bool:
+        """True when the compiled CPU kernels (:mod:`mgnet.stencils.kernels`) take this call:
+        plain contiguous CPU tensors shaped (batch, channels, *grid), no autograd graph."""
+        if tuple(u.shape[2:]) != self.shape or (f is not None and f.shape != u.shape):
+            return False
+        return kernels.usable(u) if f is None else kernels.usable(u, f)
+
+    def _out(self, f: Tensor) -> Tensor:
+        """The residual's buffer: the reused workspace (``workspace=True``) or a fresh one."""
+        if not self.workspace:
+            return torch.empty_like(f)
+        key = (tuple(f.shape), f.dtype, f.device)
+        out = self._ws.get(key)
+        if out is None:
+            out = self._ws[key] = torch.empty_like(f)
+        return out
 
     def _plan(self, out: Tensor, u: Tensor) -> list[tuple]:
         """The views of one residual, per block of rows along the first grid axis.
@@ -183,7 +209,9 @@ class StencilOperator(nn.Module):
         """
         n0 = self.shape[0]
         slab = u.numel() // n0  # numbers per index of the first grid axis
-        rows = n0 if u.numel() <= _BLOCK else max(1, _BLOCK // slab)
+        # blocks are for a CPU core's cache; on a GPU each pass is one kernel over the grid
+        whole = u.numel() <= _BLOCK or u.device.type != "cpu"
+        rows = n0 if whole else max(1, _BLOCK // slab)
         centre = self.diagonal()
         plan = []
         for b0 in range(0, n0, rows):
@@ -226,6 +254,8 @@ class StencilOperator(nn.Module):
 
     def forward(self, u: Tensor) -> Tensor:
         """A u."""
+        if self.compiled(u):
+            return kernels.stencil(self, u, None, torch.empty_like(u))
         c = self.diagonal()
         out = u * c
         self._accumulate(out, u, 1.0, skip_center=True)
@@ -235,6 +265,8 @@ class StencilOperator(nn.Module):
         """f - A u (u = None is zero), fused: one pass per stencil offset."""
         if u is None:
             return f
+        if self.compiled(u, f):
+            return kernels.stencil(self, u, f, self._out(f))
         return self._blocks(u, f, None)
 
     def masked_update_(self, u: Tensor, f: Tensor, scale: Tensor) -> Tensor:
@@ -254,13 +286,7 @@ class StencilOperator(nn.Module):
         return all(sum(abs(x) for x in o) <= 1 for o in self.offsets)
 
     def _blocks(self, u: Tensor, f: Tensor, scale: Tensor | None) -> Tensor:
-        if self.workspace:
-            key = (tuple(f.shape), f.dtype, f.device)
-            out = self._ws.get(key)
-            if out is None:
-                out = self._ws[key] = torch.empty_like(f)
-        else:
-            out = torch.empty_like(f)
+        out = self._out(f)
         if not self.workspace:
             plan = self._plan(out, u)
         else:  # same iterate and buffer as a recent call: reuse the views

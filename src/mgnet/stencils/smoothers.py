@@ -23,6 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from mgnet.core.cycle import residual
+from mgnet.stencils import kernels
 from mgnet.stencils.operators import NonlinearOperator, StencilOperator
 
 __all__ = [
@@ -70,7 +71,10 @@ class Jacobi(nn.Module):
         return r * self.scale
 
     def update_(self, A: nn.Module, u: Tensor, f: Tensor) -> Tensor:
-        """u <- u + w D^-1 (f - A u), in place: the cycle's step with this B, fused."""
+        """u <- u + w D^-1 (f - A u), in place: the cycle's step with this B, fused (one
+        pass over memory with the compiled CPU kernel)."""
+        if isinstance(A, StencilOperator) and A.compiled(u, f):
+            return kernels.jacobi_update_(A, u, f, self.scale)
         r = residual(A, u, f)
         if isinstance(self.scale, Tensor):
             return u.addcmul_(r, self.scale)
@@ -94,6 +98,8 @@ class ColoredJacobi(nn.Module):
         self.color = color
         self.parity = parity
         scale = _inv_diag(A)
+        # D^-1 at the nodes of the colour when it is one number (the compiled kernel's scale)
+        self.value = None if isinstance(scale, Tensor) else float(scale)
         scale = torch.as_tensor(scale, dtype=torch.float64)
         self.register_buffer("scale", torch.where(mask, scale, torch.zeros((), dtype=scale.dtype)))
 
@@ -106,13 +112,17 @@ class ColoredJacobi(nn.Module):
         For a red-black colour and a stencil with axis neighbours only, the nodes this
         step changes are coupled only to nodes it leaves alone, so the residual and the
         update can run block by block while a block is in cache
-        (:meth:`~mgnet.stencils.StencilOperator.masked_update_`)."""
+        (:meth:`~mgnet.stencils.StencilOperator.masked_update_`). On the CPU the compiled
+        kernel does it in one pass that writes the nodes of this colour only."""
         if (
             self.parity is not None
             and isinstance(A, StencilOperator)
             and A.axis_neighbours
             and u.shape == f.shape
         ):
+            if A.compiled(u, f):
+                scale = self.scale if self.value is None else self.value
+                return kernels.colour_update_(A, u, f, self.parity, scale)
             return A.masked_update_(u, f, self.scale)
         return u.addcmul_(residual(A, u, f), self.scale)
 

@@ -14,6 +14,10 @@ import scipy.sparse as sp
 import torch
 from torch import Tensor, nn
 
+from mgnet.core.cycle import residual
+from mgnet.stencils import kernels
+from mgnet.stencils.operators import StencilOperator
+
 __all__ = [
     "FullWeighting",
     "Interpolation",
@@ -90,12 +94,23 @@ class _GridTransfer(nn.Module):
         if coarse_shape(self.fine_shape, bc) is None:
             raise ValueError(f"fine_shape: {self.fine_shape} cannot be coarsened with bc={bc!r}")
         self._scratch = _Scratch()
+        self.coarse_shape = coarse_shape(self.fine_shape, bc)
+
+    def _compiled(self, x: Tensor, grid: tuple[int, ...]) -> bool:
+        """True when the compiled CPU kernel takes a call on x, a tensor on ``grid`` (see
+        :mod:`mgnet.stencils.kernels`)."""
+        return x.dim() == len(grid) + 2 and tuple(x.shape[2:]) == grid and kernels.usable(x)
+
+    def _coarse_empty(self, x: Tensor) -> Tensor:
+        return torch.empty(*x.shape[:2], *self.coarse_shape, dtype=x.dtype, device=x.device)
 
 
 class FullWeighting(_GridTransfer):
     """R^{l+1}_l, full-weighting restriction: weights (1/4, 1/2, 1/4) per axis (sum 1)."""
 
     def forward(self, x: Tensor) -> Tensor:
+        if self._compiled(x, self.fine_shape):
+            return kernels.restrict(self.fine_shape, self.bc, x, self._coarse_empty(x))
         ax = self._scratch.view
         # one 1D pass (1, 2, 1) per axis, finest axis last (on the smallest array); the
         # factor 1/4 per axis is applied once, as 1/4^d, to the coarse result
@@ -121,6 +136,20 @@ class FullWeighting(_GridTransfer):
             x = out
         return x.mul_(0.25**d)
 
+    def restrict_residual(self, A: nn.Module, u: Tensor | None, f: Tensor) -> Tensor:
+        """R (f - A u) (u = None is zero). For a :class:`~mgnet.stencils.StencilOperator` on
+        the CPU the compiled kernel computes it in one pass over u and f, without storing the
+        fine-grid residual; otherwise it is R applied to ``residual(A, u, f)``."""
+        if (
+            u is not None
+            and isinstance(A, StencilOperator)
+            and A.shape == self.fine_shape
+            and A.bc == self.bc
+            and A.compiled(u, f)
+        ):
+            return kernels.residual_restrict(A, u, f, self._coarse_empty(f))
+        return self(residual(A, u, f))
+
     def extra_repr(self) -> str:
         return f"full weighting, fine_shape={self.fine_shape}, bc={self.bc}"
 
@@ -130,11 +159,18 @@ class Interpolation(_GridTransfer):
 
     def forward(self, x: Tensor) -> Tensor:
         """P x, a fresh tensor on the fine grid."""
+        if self._compiled(x, self.coarse_shape):
+            out = torch.zeros(*x.shape[:2], *self.fine_shape, dtype=x.dtype)
+            return kernels.interpolate_add_(self.fine_shape, self.bc, out, x)
         return self._interpolate(x, None)
 
     def add_to(self, u: Tensor, x: Tensor) -> Tensor:
         """u <- u + P x, in place (the coarse correction), without forming P x on the fine
-        grid: the last 1D pass adds straight into u. Returns u."""
+        grid: the last 1D pass adds straight into u (on the CPU: the compiled kernel, one
+        pass over u). Returns u."""
+        fine = (*x.shape[:2], *self.fine_shape)
+        if self._compiled(x, self.coarse_shape) and u.shape == fine and kernels.usable(u, x):
+            return kernels.interpolate_add_(self.fine_shape, self.bc, u, x)
         return self._interpolate(x, u)
 
     def _interpolate(self, x: Tensor, target: Tensor | None) -> Tensor:

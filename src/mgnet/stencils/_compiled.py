@@ -1,0 +1,649 @@
+"""numba source of the compiled stencil kernels (imported lazily by :mod:`.kernels`).
+
+Every grid is seen as (batch, n0, n1, n2): a 1D grid (n,) as (1, 1, n), a 2D grid (a, b)
+as (a, 1, b) and a 3D grid as is, so that axis 0 is a real axis in 2D and 3D (the planes
+that the pipelined kernels keep in cache are rows in 2D) and axis 2 is always real and
+contiguous. Arrays come in flat (1D, C order) and rows are addressed by their offset: no
+array view is made inside a kernel, so no reference counting runs per row.
+
+A stencil's offsets (o0, o1, o2) are grouped by the row of u they read, (o0, o1); see
+:func:`_stencil_row`. Per axis of a transfer, ``mode`` is 0 for a size-1 axis that is not
+coarsened, 1 for a Dirichlet axis (fine n = 2m + 1, coarse node I on fine node 2I + 1)
+and 2 for a periodic axis (fine n = 2m, coarse I on fine 2I). Arithmetic stays in the
+arrays' dtype: the weights come as an array ``w`` = (1/4, 1/2, 1) of that dtype.
+"""
+
+from __future__ import annotations
+
+import numba as nb
+import numpy as np
+
+_jit = nb.njit(cache=True, nogil=True)
+_inline = nb.njit(cache=True, nogil=True, inline="always")
+
+# An index cast to unsigned skips numba's negative-index wrap-around, whose select per
+# element would turn the loops' contiguous loads into gathers.
+_u = np.uint64
+
+# kinds of a group of offsets that share their source row (o0, o1)
+CONST_CENTRE, CONST_THREE, VAR_CENTRE, VAR_THREE, GENERIC = 0, 1, 2, 3, 4
+# constant stencils whose residual row is one loop: the row's own three offsets plus two
+# (2D 5-point) or four (3D 7-point) rows at o2 = 0, or plus two rows of three (2D 9-point)
+NOT_FUSED, CROSS2, CROSS4, BOX3 = 0, 1, 2, 3
+
+
+@_inline
+def _source(i, o, n, periodic):
+    """Index i + o along an axis of n nodes, wrapped (periodic) or -1 (outside)."""
+    s = i + o
+    if s < 0:
+        return n - 1 if periodic else -1
+    if s >= n:
+        return 0 if periodic else -1
+    return s
+
+
+@_inline
+def _three_const(dst, db, base, bb, src, sb, n, cm, c0, cp, periodic, init):
+    """dst[db + j] (= base[bb + j] + | +=) cm src[j-1] + c0 src[j] + cp src[j+1] (src from sb),
+    j < n."""
+    if n == 1:
+        v = c0 * src[_u(sb)]
+        dst[_u(db)] = base[_u(bb)] + v if init else dst[_u(db)] + v
+        return
+    lo = cp * src[_u(sb + 1)] + c0 * src[_u(sb)]
+    hi = cm * src[_u(sb + n - 2)] + c0 * src[_u(sb + n - 1)]
+    if periodic:
+        lo += cm * src[_u(sb + n - 1)]
+        hi += cp * src[_u(sb)]
+    if init:
+        dst[_u(db)] = base[_u(bb)] + lo
+        for j in range(1, n - 1):
+            dst[_u(db + j)] = base[_u(bb + j)] + (
+                cm * src[_u(sb + j - 1)] + c0 * src[_u(sb + j)] + cp * src[_u(sb + j + 1)]
+            )
+        dst[_u(db + n - 1)] = base[_u(bb + n - 1)] + hi
+    else:
+        dst[_u(db)] += lo
+        for j in range(1, n - 1):
+            dst[_u(db + j)] += (
+                cm * src[_u(sb + j - 1)] + c0 * src[_u(sb + j)] + cp * src[_u(sb + j + 1)]
+            )
+        dst[_u(db + n - 1)] += hi
+
+
+@_inline
+def _three_var(dst, db, base, bb, src, sb, n, cv, vm, v0, vp, sg, periodic, init):
+    """As _three_const with the coefficients sg cv[vm + j], sg cv[v0 + j], sg cv[vp + j]."""
+    if n == 1:
+        v = sg * (cv[_u(v0)] * src[_u(sb)])
+        dst[_u(db)] = base[_u(bb)] + v if init else dst[_u(db)] + v
+        return
+    lo = cv[_u(vp)] * src[_u(sb + 1)] + cv[_u(v0)] * src[_u(sb)]
+    hi = cv[_u(vm + n - 1)] * src[_u(sb + n - 2)] + cv[_u(v0 + n - 1)] * src[_u(sb + n - 1)]
+    if periodic:
+        lo += cv[_u(vm)] * src[_u(sb + n - 1)]
+        hi += cv[_u(vp + n - 1)] * src[_u(sb)]
+    if init:
+        dst[_u(db)] = base[_u(bb)] + sg * lo
+        for j in range(1, n - 1):
+            dst[_u(db + j)] = base[_u(bb + j)] + sg * (
+                cv[_u(vm + j)] * src[_u(sb + j - 1)]
+                + cv[_u(v0 + j)] * src[_u(sb + j)]
+                + cv[_u(vp + j)] * src[_u(sb + j + 1)]
+            )
+        dst[_u(db + n - 1)] = base[_u(bb + n - 1)] + sg * hi
+    else:
+        dst[_u(db)] += sg * lo
+        for j in range(1, n - 1):
+            dst[_u(db + j)] += sg * (
+                cv[_u(vm + j)] * src[_u(sb + j - 1)]
+                + cv[_u(v0 + j)] * src[_u(sb + j)]
+                + cv[_u(vp + j)] * src[_u(sb + j + 1)]
+            )
+        dst[_u(db + n - 1)] += sg * hi
+
+
+@_inline
+def _one_slot(dst, db, src, sb, n, o2, c, cv, cb, variable, sg, periodic):
+    """dst[db + j] += c src[sb + j + o2] (or sg cv[cb + j] src[...]): one stencil offset."""
+    lo = 1 if o2 < 0 else 0  # j whose neighbour j + o2 lies on the row
+    hi = n - 1 if o2 > 0 else n
+    if variable:
+        for j in range(lo, hi):
+            dst[_u(db + j)] += sg * (cv[_u(cb + j)] * src[_u(sb + j + o2)])
+    else:
+        for j in range(lo, hi):
+            dst[_u(db + j)] += c * src[_u(sb + j + o2)]
+    if periodic and o2 != 0 and n > 1:
+        jd = n - 1 if o2 > 0 else 0
+        v = src[_u(sb + n - 1 - jd)]
+        dst[_u(db + jd)] += sg * (cv[_u(cb + jd)] * v) if variable else c * v
+
+
+@_inline
+def _fused_end(u, f, out, ob, fb, s1, s2, s3, s4, n2, gc, fused, periodic, j):
+    """One end node j (0 or n2 - 1) of _fused_row, where j - 1 or j + 1 may leave the row."""
+    jm = _source(j, -1, n2, periodic)
+    jp = _source(j, 1, n2, periodic)
+    v = f[_u(fb + j)]
+    G = 5 if fused == CROSS4 else 3
+    for g in range(G):
+        rb = fb if g == 0 else s1 if g == 1 else s2 if g == 2 else s3 if g == 3 else s4
+        v += gc[g, 1] * u[_u(rb + j)]
+        if g == 0 or fused == BOX3:
+            if jm >= 0:
+                v += gc[g, 0] * u[_u(rb + jm)]
+            if jp >= 0:
+                v += gc[g, 2] * u[_u(rb + jp)]
+    out[_u(ob + j)] = v
+
+
+@_inline
+def _fused_row(u, f, out, ob, fb, s1, s2, s3, s4, n2, gc, fused, periodic):
+    """out = f - A u on one row in one loop. The row's own group is gc[0] (three offsets);
+    CROSS2/CROSS4: gc[1:3] / gc[1:5] read rows s1.. at o2 = 0 only; BOX3: gc[1:3] read
+    rows s1, s2 at o2 = -1, 0, 1. The coefficients in gc are already negated."""
+    cm, c0, cp = gc[0, 0], gc[0, 1], gc[0, 2]
+    if fused == CROSS2:
+        a1, a2 = gc[1, 1], gc[2, 1]
+        for j in range(1, n2 - 1):
+            out[_u(ob + j)] = f[_u(fb + j)] + (
+                cm * u[_u(fb + j - 1)]
+                + c0 * u[_u(fb + j)]
+                + cp * u[_u(fb + j + 1)]
+                + a1 * u[_u(s1 + j)]
+                + a2 * u[_u(s2 + j)]
+            )
+    elif fused == CROSS4:
+        a1, a2, a3, a4 = gc[1, 1], gc[2, 1], gc[3, 1], gc[4, 1]
+        for j in range(1, n2 - 1):
+            out[_u(ob + j)] = f[_u(fb + j)] + (
+                cm * u[_u(fb + j - 1)]
+                + c0 * u[_u(fb + j)]
+                + cp * u[_u(fb + j + 1)]
+                + a1 * u[_u(s1 + j)]
+                + a2 * u[_u(s2 + j)]
+                + a3 * u[_u(s3 + j)]
+                + a4 * u[_u(s4 + j)]
+            )
+    else:
+        bm, b0, bp = gc[1, 0], gc[1, 1], gc[1, 2]
+        dm, d0, dp = gc[2, 0], gc[2, 1], gc[2, 2]
+        for j in range(1, n2 - 1):
+            out[_u(ob + j)] = f[_u(fb + j)] + (
+                cm * u[_u(fb + j - 1)]
+                + c0 * u[_u(fb + j)]
+                + cp * u[_u(fb + j + 1)]
+                + bm * u[_u(s1 + j - 1)]
+                + b0 * u[_u(s1 + j)]
+                + bp * u[_u(s1 + j + 1)]
+                + dm * u[_u(s2 + j - 1)]
+                + d0 * u[_u(s2 + j)]
+                + dp * u[_u(s2 + j + 1)]
+            )
+    _fused_end(u, f, out, ob, fb, s1, s2, s3, s4, n2, gc, fused, periodic, 0)
+    if n2 > 1:
+        _fused_end(u, f, out, ob, fb, s1, s2, s3, s4, n2, gc, fused, periodic, n2 - 1)
+
+
+@_inline
+def _stencil_row(
+    u, f, out, ob, b, i0, i1, n0, n1, n2, gsrc, gkind, gc, gv, cv, sg, periodic, fused, residual
+):
+    """out[ob:ob + n2] = f - A u (residual) or A u (otherwise) on the row (b, i0, i1).
+
+    The offsets come in groups that read the same row of u, (i0 + o0, i1 + o1): ``gc[g]``
+    holds the constant coefficients of o2 = -1, 0, 1 (times sg: -1 for a residual, 1
+    otherwise), ``gv[g]`` the index of a variable coefficient grid in ``cv`` (-1:
+    constant, -2: no such offset), and ``gkind[g]`` says which fused loop reads the row."""
+    fb = ((b * n0 + i0) * n1 + i1) * n2
+    if fused != NOT_FUSED and residual:
+        # all of the stencil in one loop (one store per node) when every row it reads exists
+        G = gsrc.shape[0]
+        s1 = s2 = s3 = s4 = 0
+        for g in range(1, G):
+            t0 = _source(i0, gsrc[g, 0], n0, periodic)
+            t1 = _source(i1, gsrc[g, 1], n1, periodic)
+            if t0 < 0 or t1 < 0:
+                s1 = -1
+                break
+            sb = ((b * n0 + t0) * n1 + t1) * n2
+            if g == 1:
+                s1 = sb
+            elif g == 2:
+                s2 = sb
+            elif g == 3:
+                s3 = sb
+            else:
+                s4 = sb
+        if s1 >= 0:
+            _fused_row(u, f, out, ob, fb, s1, s2, s3, s4, n2, gc, fused, periodic)
+            return
+    cgrid = (i0 * n1 + i1) * n2  # the row's offset within one coefficient grid
+    size = n0 * n1 * n2
+    init = residual
+    if not residual:
+        for j in range(n2):
+            out[_u(ob + j)] = 0
+    for g in range(gsrc.shape[0]):
+        s0 = _source(i0, gsrc[g, 0], n0, periodic)
+        if s0 < 0:
+            continue
+        s1 = _source(i1, gsrc[g, 1], n1, periodic)
+        if s1 < 0:
+            continue
+        sb = ((b * n0 + s0) * n1 + s1) * n2
+        kind = gkind[g]
+        if kind == CONST_CENTRE:
+            c = gc[g, 1]
+            if init:
+                for j in range(n2):
+                    out[_u(ob + j)] = f[_u(fb + j)] + c * u[_u(sb + j)]
+            else:
+                for j in range(n2):
+                    out[_u(ob + j)] += c * u[_u(sb + j)]
+        elif kind == CONST_THREE:
+            _three_const(out, ob, f, fb, u, sb, n2, gc[g, 0], gc[g, 1], gc[g, 2], periodic, init)
+        elif kind == VAR_CENTRE:
+            cb = gv[g, 1] * size + cgrid
+            if init:
+                for j in range(n2):
+                    out[_u(ob + j)] = f[_u(fb + j)] + sg * (cv[_u(cb + j)] * u[_u(sb + j)])
+            else:
+                for j in range(n2):
+                    out[_u(ob + j)] += sg * (cv[_u(cb + j)] * u[_u(sb + j)])
+        elif kind == VAR_THREE:
+            _three_var(
+                out,
+                ob,
+                f,
+                fb,
+                u,
+                sb,
+                n2,
+                cv,
+                gv[g, 0] * size + cgrid,
+                gv[g, 1] * size + cgrid,
+                gv[g, 2] * size + cgrid,
+                sg,
+                periodic,
+                init,
+            )
+        else:
+            if init:
+                for j in range(n2):
+                    out[_u(ob + j)] = f[_u(fb + j)]
+            for t in range(3):
+                v = gv[g, t]
+                if v == -2:
+                    continue
+                cb = v * size + cgrid if v >= 0 else 0
+                _one_slot(out, ob, u, sb, n2, t - 1, gc[g, t], cv, cb, v >= 0, sg, periodic)
+        init = False
+    if init:  # every source row lay outside the grid
+        for j in range(n2):
+            out[_u(ob + j)] = f[_u(fb + j)]
+
+
+@_jit
+def stencil(u, f, out, B, n0, n1, n2, gsrc, gkind, gc, gv, cv, sg, periodic, fused, residual):
+    """out = f - A u (residual) or A u, row by row (each row in one pass over memory)."""
+    for b in range(B):
+        for i0 in range(n0):
+            for i1 in range(n1):
+                ob = ((b * n0 + i0) * n1 + i1) * n2
+                _stencil_row(
+                    u,
+                    f,
+                    out,
+                    ob,
+                    b,
+                    i0,
+                    i1,
+                    n0,
+                    n1,
+                    n2,
+                    gsrc,
+                    gkind,
+                    gc,
+                    gv,
+                    cv,
+                    sg,
+                    periodic,
+                    fused,
+                    residual,
+                )
+
+
+@_jit
+def colour_update(
+    u, f, row, B, n0, n1, n2, gsrc, gkind, gc, gv, cv, sg, periodic, fused, parity, s, sv, use_sv
+):
+    """u <- u + s (f - A u) on the nodes with (i0 + i1 + i2) % 2 == parity, in place.
+
+    Exact for a stencil that couples a node only to its axis neighbours: the nodes of one
+    colour are then coupled only to nodes of the other, which this sweep leaves alone.
+    ``s`` is the scale of every updated node, or ``sv`` (a grid) when ``use_sv``."""
+    for b in range(B):
+        for i0 in range(n0):
+            for i1 in range(n1):
+                _stencil_row(
+                    u,
+                    f,
+                    row,
+                    0,
+                    b,
+                    i0,
+                    i1,
+                    n0,
+                    n1,
+                    n2,
+                    gsrc,
+                    gkind,
+                    gc,
+                    gv,
+                    cv,
+                    sg,
+                    periodic,
+                    fused,
+                    True,
+                )
+                ub = ((b * n0 + i0) * n1 + i1) * n2
+                j0 = (parity + i0 + i1) % 2
+                if use_sv:
+                    cb = (i0 * n1 + i1) * n2
+                    for j in range(j0, n2, 2):
+                        u[_u(ub + j)] += sv[_u(cb + j)] * row[_u(j)]
+                else:
+                    for j in range(j0, n2, 2):
+                        u[_u(ub + j)] += s * row[_u(j)]
+
+
+@_inline
+def _write_plane(u, ub, planes, pb, count):
+    for j in range(count):
+        u[_u(ub + j)] = planes[_u(pb + j)]
+
+
+@_jit
+def jacobi_update(
+    u, f, planes, B, n0, n1, n2, gsrc, gkind, gc, gv, cv, sg, periodic, fused, s, sv, use_sv
+):
+    """u <- u + s (f - A u) at every node, in place, in one pass over memory.
+
+    The new values of plane i0 go into a buffer and are written back once plane i0 + 1 (the
+    last one that reads the old plane i0) is done; plane 0 is written back at the very end
+    (a periodic last plane still reads it). ``planes`` holds 3 planes of n1 * n2."""
+    plane = n1 * n2
+    for b in range(B):
+        for i0 in range(n0):
+            slot = 2 if i0 == 0 else i0 % 2
+            for i1 in range(n1):
+                pb = slot * plane + i1 * n2
+                _stencil_row(
+                    u,
+                    f,
+                    planes,
+                    pb,
+                    b,
+                    i0,
+                    i1,
+                    n0,
+                    n1,
+                    n2,
+                    gsrc,
+                    gkind,
+                    gc,
+                    gv,
+                    cv,
+                    sg,
+                    periodic,
+                    fused,
+                    True,
+                )
+                ub = ((b * n0 + i0) * n1 + i1) * n2
+                if use_sv:
+                    cb = (i0 * n1 + i1) * n2
+                    for j in range(n2):
+                        planes[_u(pb + j)] = u[_u(ub + j)] + sv[_u(cb + j)] * planes[_u(pb + j)]
+                else:
+                    for j in range(n2):
+                        planes[_u(pb + j)] = u[_u(ub + j)] + s * planes[_u(pb + j)]
+            if i0 >= 2:
+                _write_plane(u, (b * n0 + i0 - 1) * plane, planes, ((i0 - 1) % 2) * plane, plane)
+        if n0 >= 2:
+            _write_plane(u, (b * n0 + n0 - 1) * plane, planes, ((n0 - 1) % 2) * plane, plane)
+        _write_plane(u, b * n0 * plane, planes, 2 * plane, plane)
+
+
+@_inline
+def _restrict_taps(I, n, mode, idx, wt, w):
+    """Fine indices and weights of coarse index I along an axis; returns their number."""
+    if mode == 0:
+        idx[0] = I
+        wt[0] = w[2]
+        return 1
+    base = 2 * I if mode == 1 else 2 * I - 1
+    for t in range(3):
+        k = base + t
+        idx[t] = n - 1 if k < 0 else k
+    wt[0] = w[0]
+    wt[1] = w[1]
+    wt[2] = w[0]
+    return 3
+
+
+@_inline
+def _restrict_row_add(src, sb, n, dst, db, m, c, mode, w):
+    """dst[db + J] += c (full weighting of the fine row src[sb:sb + n]), J < m."""
+    q, h = w[0], w[1]
+    if mode == 1:
+        for J in range(m):
+            dst[_u(db + J)] += c * (
+                q * src[_u(sb + 2 * J)] + h * src[_u(sb + 2 * J + 1)] + q * src[_u(sb + 2 * J + 2)]
+            )
+    else:
+        dst[_u(db)] += c * (q * src[_u(sb + n - 1)] + h * src[_u(sb)] + q * src[_u(sb + 1)])
+        for J in range(1, m):
+            dst[_u(db + J)] += c * (
+                q * src[_u(sb + 2 * J - 1)] + h * src[_u(sb + 2 * J)] + q * src[_u(sb + 2 * J + 1)]
+            )
+
+
+@_inline
+def _restrict_plane(src, pbase, w0, t0, n1, n2, out, ob, m1, m2, modes, w, idx1, w1):
+    """out[ob:] (m1 x m2) = full weighting of the fine planes that start at src[pbase[a]]
+    (n1 x n2 each; weights w0[a] across the planes)."""
+    for I1 in range(m1):
+        rb = ob + I1 * m2
+        for J in range(m2):
+            out[_u(rb + J)] = 0
+        t1 = _restrict_taps(I1, n1, modes[1], idx1, w1, w)
+        for a in range(t0):
+            for c in range(t1):
+                _restrict_row_add(
+                    src, pbase[a] + idx1[c] * n2, n2, out, rb, m2, w0[a] * w1[c], modes[2], w
+                )
+
+
+@_jit
+def restrict(x, out, B, n0, n1, n2, m0, m1, m2, modes, w):
+    """out = R x, full weighting (weights 1/4, 1/2, 1/4 per coarsened axis)."""
+    idx0 = np.empty(3, np.int64)
+    idx1 = np.empty(3, np.int64)
+    pbase = np.empty(3, np.int64)
+    w0 = np.empty(3, x.dtype)
+    w1 = np.empty(3, x.dtype)
+    for b in range(B):
+        for I0 in range(m0):
+            t0 = _restrict_taps(I0, n0, modes[0], idx0, w0, w)
+            for a in range(t0):
+                pbase[a] = (b * n0 + idx0[a]) * n1 * n2
+            ob = (b * m0 + I0) * m1 * m2
+            _restrict_plane(x, pbase, w0, t0, n1, n2, out, ob, m1, m2, modes, w, idx1, w1)
+
+
+@_jit
+def residual_restrict(
+    u,
+    f,
+    out,
+    ring,
+    B,
+    n0,
+    n1,
+    n2,
+    m0,
+    m1,
+    m2,
+    gsrc,
+    gkind,
+    gc,
+    gv,
+    cv,
+    sg,
+    periodic,
+    fused,
+    modes,
+    w,
+):
+    """out = R (f - A u) without storing f - A u: the residual of the (at most three) fine
+    planes a coarse plane needs is computed into ``ring`` (3 planes) just before."""
+    plane = n1 * n2
+    idx0 = np.empty(3, np.int64)
+    idx1 = np.empty(3, np.int64)
+    slots = np.empty(3, np.int64)
+    pbase = np.empty(3, np.int64)
+    held = np.empty(3, np.int64)
+    w0 = np.empty(3, u.dtype)
+    w1 = np.empty(3, u.dtype)
+    for b in range(B):
+        for s in range(3):
+            held[s] = -1
+        for I0 in range(m0):
+            t0 = _restrict_taps(I0, n0, modes[0], idx0, w0, w)
+            for a in range(t0):
+                slots[a] = -1
+                for s in range(3):
+                    if held[s] == idx0[a]:
+                        slots[a] = s
+            for a in range(t0):
+                if slots[a] >= 0:
+                    continue
+                for s in range(3):  # a slot that holds none of this coarse plane's planes
+                    free = True
+                    for a2 in range(t0):
+                        if slots[a2] == s:
+                            free = False
+                    if free:
+                        slots[a] = s
+                        break
+                p = idx0[a]
+                held[slots[a]] = p
+                for i1 in range(n1):
+                    _stencil_row(
+                        u,
+                        f,
+                        ring,
+                        slots[a] * plane + i1 * n2,
+                        b,
+                        p,
+                        i1,
+                        n0,
+                        n1,
+                        n2,
+                        gsrc,
+                        gkind,
+                        gc,
+                        gv,
+                        cv,
+                        sg,
+                        periodic,
+                        fused,
+                        True,
+                    )
+            for a in range(t0):
+                pbase[a] = slots[a] * plane
+            ob = (b * m0 + I0) * m1 * m2
+            _restrict_plane(ring, pbase, w0, t0, n1, n2, out, ob, m1, m2, modes, w, idx1, w1)
+
+
+@_inline
+def _interp_taps(i, m, mode, idx, wt, w):
+    """Coarse indices and weights that interpolate fine index i along an axis."""
+    if mode == 0:
+        idx[0] = i
+        wt[0] = w[2]
+        return 1
+    if mode == 1:
+        if i % 2 == 1:
+            idx[0] = (i - 1) // 2
+            wt[0] = w[2]
+            return 1
+        t = 0
+        if i // 2 - 1 >= 0:
+            idx[t] = i // 2 - 1
+            wt[t] = w[1]
+            t += 1
+        if i // 2 < m:
+            idx[t] = i // 2
+            wt[t] = w[1]
+            t += 1
+        return t
+    if i % 2 == 0:
+        idx[0] = i // 2
+        wt[0] = w[2]
+        return 1
+    idx[0] = (i - 1) // 2
+    idx[1] = (i + 1) // 2 if (i + 1) // 2 < m else 0
+    wt[0] = w[1]
+    wt[1] = w[1]
+    return 2
+
+
+@_inline
+def _interp_row_add(u, ub, src, eb, m, mode, h):
+    """u[ub:] += 1D linear interpolation of the coarse row src[eb:eb + m]."""
+    if mode == 1:
+        for J in range(m):
+            u[_u(ub + 2 * J + 1)] += src[_u(eb + J)]
+        u[_u(ub)] += h * src[_u(eb)]
+        for J in range(1, m):
+            u[_u(ub + 2 * J)] += h * (src[_u(eb + J - 1)] + src[_u(eb + J)])
+        u[_u(ub + 2 * m)] += h * src[_u(eb + m - 1)]
+    else:
+        for J in range(m - 1):
+            u[_u(ub + 2 * J)] += src[_u(eb + J)]
+            u[_u(ub + 2 * J + 1)] += h * (src[_u(eb + J)] + src[_u(eb + J + 1)])
+        u[_u(ub + 2 * m - 2)] += src[_u(eb + m - 1)]
+        u[_u(ub + 2 * m - 1)] += h * (src[_u(eb + m - 1)] + src[_u(eb)])
+
+
+@_jit
+def interpolate_add(u, e, row, B, n0, n1, n2, m0, m1, m, modes, w):
+    """u += P e, (bi/tri)linear interpolation added in place, one fine row at a time."""
+    idx0 = np.empty(2, np.int64)
+    idx1 = np.empty(2, np.int64)
+    w0 = np.empty(2, u.dtype)
+    w1 = np.empty(2, u.dtype)
+    h = w[1]
+    for b in range(B):
+        for i0 in range(n0):
+            t0 = _interp_taps(i0, m0, modes[0], idx0, w0, w)
+            for i1 in range(n1):
+                t1 = _interp_taps(i1, m1, modes[1], idx1, w1, w)
+                ub = ((b * n0 + i0) * n1 + i1) * n2
+                if t0 == 1 and t1 == 1 and w0[0] == w[2] and w1[0] == w[2]:
+                    eb = ((b * m0 + idx0[0]) * m1 + idx1[0]) * m
+                    _interp_row_add(u, ub, e, eb, m, modes[2], h)
+                    continue
+                for J in range(m):  # the weighted sum of the (up to four) coarse rows
+                    row[_u(J)] = 0
+                for a in range(t0):
+                    for c in range(t1):
+                        rb = ((b * m0 + idx0[a]) * m1 + idx1[c]) * m
+                        wc = w0[a] * w1[c]
+                        for J in range(m):
+                            row[_u(J)] += wc * e[_u(rb + J)]
+                _interp_row_add(u, ub, row, 0, m, modes[2], h)

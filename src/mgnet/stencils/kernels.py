@@ -1,0 +1,427 @@
+"""Compiled CPU kernels for the hot paths of the fixed operators A, B, R and P.
+
+The stencil operators (:class:`~mgnet.stencils.StencilOperator`, the Jacobi and red-black
+smoothers, :class:`~mgnet.stencils.FullWeighting`, :class:`~mgnet.stencils.Interpolation`)
+call these kernels where they can, so the cycle stays the one of :mod:`mgnet.core`:
+
+* ``stencil``: r = f - A u (or A u), every grid row in one pass instead of one pass of
+  the whole grid per stencil offset;
+* ``colour_update_``: one red or black half-sweep u <- u + M D^-1 (f - A u) that touches
+  the nodes of one colour only and writes u in place;
+* ``jacobi_update_``: u <- u + w D^-1 (f - A u) in one pass (the new values of a plane
+  wait in a buffer until the next plane no longer reads the old ones);
+* ``restrict`` and ``residual_restrict``: R x, and R (f - A u) without storing f - A u
+  (the residual of the three fine planes a coarse plane needs is computed just before);
+* ``interpolate_add_``: u <- u + P e in place.
+
+They cover 1D, 2D and 3D grids, Dirichlet and periodic boundaries, constant and variable
+coefficients, float32 and float64. They are compiled by numba (``cache=True``: the first
+call on a machine compiles them, a few seconds in all for both dtypes; later processes
+load the compiled code from numba's cache in well under a second; the benchmark
+``benchmarks/poisson_vs_pyamg.py`` prints both) and run on NumPy views of CPU tensors.
+
+The pure-PyTorch code of the operators stays the reference and the path for everything
+else: autograd (a tensor that requires grad while grad mode is on), CUDA, other dtypes,
+non-contiguous tensors, ``torch.compile`` tracing, and machines without numba. The tests
+compare both paths on odd and even sizes in 1D, 2D and 3D.
+
+The switch: the environment variable ``MGNET_KERNELS=0`` (read at import), or
+``mgnet.stencils.kernels.ENABLED = False`` / ``with kernels.disabled(): ...`` at run time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import time
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+from torch import Tensor
+
+__all__ = [
+    "ENABLED",
+    "available",
+    "colour_update_",
+    "compile_seconds",
+    "disabled",
+    "enabled",
+    "interpolate_add_",
+    "jacobi_update_",
+    "residual_restrict",
+    "restrict",
+    "stencil",
+    "usable",
+    "warm_up",
+]
+
+ENABLED: bool = os.environ.get("MGNET_KERNELS", "1").strip().lower() not in (
+    "0",
+    "false",
+    "off",
+    "no",
+)
+
+_DTYPES = (torch.float32, torch.float64)
+_module = None  # the compiled module once imported; False when numba is missing
+_load_seconds = 0.0
+
+
+def _compiled():
+    global _module, _load_seconds
+    if _module is None:
+        t0 = time.perf_counter()
+        try:
+            from mgnet.stencils import _compiled as module
+        except ImportError:  # numba is not installed: the PyTorch path serves everything
+            module = False
+        _module = module
+        _load_seconds = time.perf_counter() - t0
+    return _module
+
+
+def available() -> bool:
+    """True when numba can be imported (the kernels can be compiled on this machine)."""
+    return bool(_compiled())
+
+
+def enabled() -> bool:
+    """True when the switch is on and numba is available."""
+    return ENABLED and available()
+
+
+@contextlib.contextmanager
+def disabled() -> Iterator[None]:
+    """Run a block on the PyTorch path (the reference), e.g. to compare timings."""
+    global ENABLED
+    before = ENABLED
+    ENABLED = False
+    try:
+        yield
+    finally:
+        ENABLED = before
+
+
+def usable(*tensors: Tensor) -> bool:
+    """True when the kernels may run on these tensors: the switch is on, numba is available,
+    every tensor is a plain contiguous CPU tensor of the same float32/float64 dtype, and no
+    autograd graph is recorded through them (and nothing is being traced or compiled)."""
+    if not ENABLED:
+        return False
+    t0 = tensors[0]
+    dtype = t0.dtype
+    if dtype not in _DTYPES:
+        return False
+    grad = torch.is_grad_enabled()
+    for t in tensors:
+        if (
+            type(t) is not Tensor
+            or t.device.type != "cpu"
+            or t.dtype != dtype
+            or not t.is_contiguous()
+            or (grad and t.requires_grad)
+        ):
+            return False
+    if torch.compiler.is_compiling():
+        return False
+    return bool(_compiled())
+
+
+# ----------------------------------------------------------------------------- geometry
+def grid3(shape: tuple[int, ...]) -> tuple[int, int, int]:
+    """The grid as (n0, n1, n2): (n,) -> (1, 1, n), (a, b) -> (a, 1, b), (a, b, c) as is."""
+    if len(shape) == 1:
+        return (1, 1, shape[0])
+    if len(shape) == 2:
+        return (shape[0], 1, shape[1])
+    return tuple(shape)
+
+
+def _offset3(o: tuple[int, ...]) -> tuple[int, int, int]:
+    if len(o) == 1:
+        return (0, 0, o[0])
+    if len(o) == 2:
+        return (o[0], 0, o[1])
+    return tuple(o)
+
+
+@functools.cache
+def _modes(dim: int, bc: str) -> np.ndarray:
+    m = 1 if bc == "dirichlet" else 2
+    return np.array({1: (0, 0, m), 2: (m, 0, m), 3: (m, m, m)}[dim], dtype=np.int64)
+
+
+_NP = {torch.float32: np.float32, torch.float64: np.float64}
+# the fused loops of _compiled._stencil_row, by the offsets that share a source row
+_CONST_CENTRE, _CONST_THREE, _VAR_CENTRE, _VAR_THREE, _GENERIC = range(5)
+# constant stencils whose residual row is one loop (2D 5-point, 3D 7-point, 2D 9-point)
+_NOT_FUSED, _CROSS2, _CROSS4, _BOX3 = range(4)
+# the weights (1/4, 1/2, 1) of R and P in each dtype
+_W = {dt: np.array([0.25, 0.5, 1.0], dtype=_NP[dt]) for dt in _DTYPES}
+_NO_GRID = {dt: np.zeros(1, dtype=_NP[dt]) for dt in _DTYPES}
+
+
+class StencilData:
+    """The arrays a kernel needs for one StencilOperator and one dtype (built once).
+
+    The offsets, mapped to the (n0, n1, n2) grid, are grouped by the row of u they read,
+    (o0, o1): ``gsrc`` (G, 2) those rows, ``gc`` (G, 3) the constant coefficients of
+    o2 = -1, 0, 1 (``neg`` = -gc for residuals), ``gv`` (G, 3) the index of a variable
+    coefficient in ``cv`` (Kv, n0, n1, n2) or -1 (constant) or -2 (no such offset), and
+    ``gkind`` the fused loop that serves the group (see ``_compiled._stencil_row``).
+    """
+
+    def __init__(self, op, dtype: torch.dtype) -> None:
+        npdt = _NP[dtype]
+        self.shape3 = grid3(op.shape)
+        self.periodic = op.bc == "periodic"
+        rows: dict[tuple[int, int], int] = {(0, 0): 0}  # the row's own group first
+        gc: list[list[float]] = [[0.0, 0.0, 0.0]]
+        gv: list[list[int]] = [[-2, -2, -2]]
+        grids = []
+        for k, o in enumerate(op.offsets):
+            o0, o1, o2 = _offset3(o)
+            g = rows.setdefault((o0, o1), len(rows))
+            if g == len(gc):
+                gc.append([0.0, 0.0, 0.0])
+                gv.append([-2, -2, -2])
+            c = op.coefficient(k)
+            if isinstance(c, Tensor):
+                gv[g][o2 + 1] = len(grids)
+                grids.append(c.detach().to("cpu", dtype).contiguous().reshape(self.shape3))
+            else:
+                gv[g][o2 + 1] = -1
+                gc[g][o2 + 1] = c
+        self.gsrc = np.array(list(rows), dtype=np.int64).reshape(-1, 2)
+        self.gc = np.array(gc, dtype=npdt).reshape(-1, 3)
+        self.neg = -self.gc
+        self.gv = np.array(gv, dtype=np.int64).reshape(-1, 3)
+        kinds = []
+        for v in gv:
+            if v == [-2, -1, -2]:
+                kinds.append(_CONST_CENTRE)
+            elif v == [-1, -1, -1]:
+                kinds.append(_CONST_THREE)
+            elif v[0] == v[2] == -2 and v[1] >= 0:
+                kinds.append(_VAR_CENTRE)
+            elif min(v) >= 0:
+                kinds.append(_VAR_THREE)
+            else:
+                kinds.append(_GENERIC)
+        self.gkind = np.array(kinds, dtype=np.int64)
+        self.fused = _NOT_FUSED
+        if kinds[0] == _CONST_THREE and all(k == _CONST_CENTRE for k in kinds[1:]):
+            self.fused = {3: _CROSS2, 5: _CROSS4}.get(len(kinds), _NOT_FUSED)
+        elif len(kinds) == 3 and all(k == _CONST_THREE for k in kinds):
+            self.fused = _BOX3
+        if grids:
+            self._cv = torch.stack(grids)  # owns the memory of the view
+            self.cv = self._cv.numpy().reshape(-1)
+        else:
+            self.cv = np.zeros(1, dtype=npdt)
+        self.plus, self.minus = npdt(1), npdt(-1)
+        self.buffers: dict = {}
+
+    def args(self, residual: bool) -> tuple:
+        """The stencil's arguments of a kernel: gsrc, gkind, gc, gv, cv, sg, periodic, fused."""
+        if residual:
+            return (
+                self.gsrc,
+                self.gkind,
+                self.neg,
+                self.gv,
+                self.cv,
+                self.minus,
+                self.periodic,
+                self.fused,
+            )
+        return (
+            self.gsrc,
+            self.gkind,
+            self.gc,
+            self.gv,
+            self.cv,
+            self.plus,
+            self.periodic,
+            self.fused,
+        )
+
+    def buffer(self, name: str, size: int) -> np.ndarray:
+        """A scratch array of ``size`` numbers of this dtype, kept for the next call."""
+        key = (name, size)
+        buf = self.buffers.get(key)
+        if buf is None:
+            buf = self.buffers[key] = np.empty(size, dtype=self.cv.dtype)
+        return buf
+
+
+def stencil_data(op, dtype: torch.dtype) -> StencilData:
+    """The operator's :class:`StencilData` for ``dtype``, cached on the operator (the cache
+    is dropped when the operator is moved or cast)."""
+    cache = op.__dict__.setdefault("_kernel_data", {})
+    data = cache.get(dtype)
+    if data is None:
+        data = cache[dtype] = StencilData(op, dtype)
+    return data
+
+
+# ------------------------------------------------------------------------------ kernels
+def _flat(t: Tensor) -> np.ndarray:
+    """A contiguous CPU tensor as a flat NumPy array sharing its memory."""
+    return t.detach().numpy().reshape(-1)
+
+
+def _batch(t: Tensor, shape3: tuple[int, ...]) -> int:
+    return t.numel() // (shape3[0] * shape3[1] * shape3[2])
+
+
+def stencil(op, u: Tensor, f: Tensor | None, out: Tensor) -> Tensor:
+    """out = f - A u (f given) or out = A u (f None); returns out."""
+    d = stencil_data(op, u.dtype)
+    uv = _flat(u)
+    fv = uv if f is None else _flat(f)
+    _compiled().stencil(
+        uv, fv, _flat(out), _batch(u, d.shape3), *d.shape3, *d.args(f is not None), f is not None
+    )
+    return out
+
+
+def colour_update_(op, u: Tensor, f: Tensor, parity: int, scale: float | Tensor) -> Tensor:
+    """u <- u + scale (f - A u) on the nodes with index sum % 2 == parity (red 0, black 1),
+    in place. Exact only for stencils with axis neighbours (``op.axis_neighbours``)."""
+    d = stencil_data(op, u.dtype)
+    row = d.buffer("row", d.shape3[2])
+    s, sv, use = _scale(scale, d, u.dtype)
+    _compiled().colour_update(
+        _flat(u), _flat(f), row, _batch(u, d.shape3), *d.shape3, *d.args(True), parity, s, sv, use
+    )
+    return u
+
+
+def jacobi_update_(op, u: Tensor, f: Tensor, scale: float | Tensor) -> Tensor:
+    """u <- u + scale (f - A u) at every node, in place, in one pass."""
+    d = stencil_data(op, u.dtype)
+    planes = d.buffer("planes", 3 * d.shape3[1] * d.shape3[2])
+    s, sv, use = _scale(scale, d, u.dtype)
+    _compiled().jacobi_update(
+        _flat(u), _flat(f), planes, _batch(u, d.shape3), *d.shape3, *d.args(True), s, sv, use
+    )
+    return u
+
+
+def _scale(scale: float | Tensor, d: StencilData, dtype: torch.dtype) -> tuple:
+    """(s, sv, use_sv) for a scale that is a number or a grid."""
+    if isinstance(scale, Tensor):
+        key = ("scale", id(scale))
+        hit = d.buffers.get(key)  # (the tensor itself, its version, the converted array)
+        if hit is None or hit[0] is not scale or hit[1] != scale._version:
+            sv = scale.detach().to("cpu", dtype).contiguous()
+            hit = d.buffers[key] = (scale, scale._version, sv.numpy().reshape(-1))
+        return _NP[dtype](0), hit[2], True
+    return _NP[dtype](scale), _NO_GRID[dtype], False
+
+
+def restrict(fine_shape: tuple[int, ...], bc: str, x: Tensor, out: Tensor) -> Tensor:
+    """out = R x, full weighting; x (batch, channels, *fine_shape), out on the coarse grid."""
+    fine3, coarse3 = grid3(fine_shape), grid3(tuple(out.shape[2:]))
+    _compiled().restrict(
+        _flat(x),
+        _flat(out),
+        _batch(x, fine3),
+        *fine3,
+        *coarse3,
+        _modes(len(fine_shape), bc),
+        _W[x.dtype],
+    )
+    return out
+
+
+def residual_restrict(op, u: Tensor, f: Tensor, out: Tensor) -> Tensor:
+    """out = R (f - A u), full weighting of the residual, without storing the residual."""
+    d = stencil_data(op, u.dtype)
+    ring = d.buffer("ring", 3 * d.shape3[1] * d.shape3[2])
+    _compiled().residual_restrict(
+        _flat(u),
+        _flat(f),
+        _flat(out),
+        ring,
+        _batch(u, d.shape3),
+        *d.shape3,
+        *grid3(tuple(out.shape[2:])),
+        *d.args(True),
+        _modes(len(op.shape), op.bc),
+        _W[u.dtype],
+    )
+    return out
+
+
+def interpolate_add_(fine_shape: tuple[int, ...], bc: str, u: Tensor, e: Tensor) -> Tensor:
+    """u <- u + P e in place, linear interpolation from the coarse grid of ``fine_shape``."""
+    fine3, coarse3 = grid3(fine_shape), grid3(tuple(e.shape[2:]))
+    row = _row_buffer(coarse3[2], u.dtype)
+    _compiled().interpolate_add(
+        _flat(u),
+        _flat(e),
+        row,
+        _batch(u, fine3),
+        *fine3,
+        *coarse3,
+        _modes(len(fine_shape), bc),
+        _W[u.dtype],
+    )
+    return u
+
+
+_ROWS: dict = {}
+
+
+def _row_buffer(n: int, dtype: torch.dtype) -> np.ndarray:
+    """A scratch row of n numbers (kernels run one at a time per thread: see below)."""
+    key = (n, dtype)
+    buf = _ROWS.get(key)
+    if buf is None:
+        buf = _ROWS[key] = np.empty(n, dtype=_NP[dtype])
+    return buf
+
+
+# ------------------------------------------------------------------------ first call
+_compile_seconds: float | None = None
+
+
+def warm_up() -> float:
+    """Compile (or load from numba's cache) every kernel for float32 and float64; returns
+    the seconds it took (0 when the kernels are off or numba is missing). The first call
+    of any kernel does the same for its own dtype, so this is only needed to measure."""
+    global _compile_seconds
+    if not enabled():
+        return 0.0
+    if _compile_seconds is not None:
+        return 0.0
+    from mgnet.stencils.operators import laplacian
+
+    t0 = time.perf_counter()
+    _compiled()
+    for dtype in _DTYPES:
+        for dim in (2,):  # one compiled version per dtype serves 1D, 2D and 3D
+            op = laplacian(5, dim=dim)
+            u = torch.zeros(1, 1, *op.shape, dtype=dtype)
+            c = torch.zeros(1, 1, *(2,) * dim, dtype=dtype)
+            stencil(op, u, u, torch.empty_like(u))
+            stencil(op, u, None, torch.empty_like(u))
+            colour_update_(op, u, u, 0, 0.5)
+            colour_update_(op, u, u, 0, torch.ones(op.shape, dtype=dtype))
+            jacobi_update_(op, u, u, 0.5)
+            jacobi_update_(op, u, u, torch.ones(op.shape, dtype=dtype))
+            restrict(op.shape, "dirichlet", u, c)
+            residual_restrict(op, u, u, c)
+            interpolate_add_(op.shape, "dirichlet", u, c)
+    _compile_seconds = time.perf_counter() - t0 + _load_seconds
+    return _compile_seconds
+
+
+def compile_seconds() -> float | None:
+    """Seconds of the first :func:`warm_up` in this process (import of numba included), or
+    None before it ran."""
+    return _compile_seconds
