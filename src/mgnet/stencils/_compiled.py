@@ -187,16 +187,16 @@ def _fused_row(u, f, out, ob, fb, s1, s2, s3, s4, n2, gc, fused, periodic):
         _fused_end(u, f, out, ob, fb, s1, s2, s3, s4, n2, gc, fused, periodic, n2 - 1)
 
 
-@_inline
-def _stencil_row(
-    u, f, out, ob, b, i0, i1, n0, n1, n2, gsrc, gkind, gc, gv, cv, sg, periodic, fused, residual
-):
+@_jit
+def _stencil_row(u, f, out, ob, b, i0, i1, n0, n1, n2, st):
     """out[ob:ob + n2] = f - A u (residual) or A u (otherwise) on the row (b, i0, i1).
 
     The offsets come in groups that read the same row of u, (i0 + o0, i1 + o1): ``gc[g]``
     holds the constant coefficients of o2 = -1, 0, 1 (times sg: -1 for a residual, 1
     otherwise), ``gv[g]`` the index of a variable coefficient grid in ``cv`` (-1:
     constant, -2: no such offset), and ``gkind[g]`` says which fused loop reads the row."""
+    gsrc, gkind, gc, gv, cv, sg, periodic, fused = st
+    residual = sg < 0
     fb = ((b * n0 + i0) * n1 + i1) * n2
     if fused != NOT_FUSED and residual:
         # all of the stencil in one loop (one store per node) when every row it reads exists
@@ -287,77 +287,37 @@ def _stencil_row(
 
 
 @_jit
-def stencil(u, f, out, B, n0, n1, n2, gsrc, gkind, gc, gv, cv, sg, periodic, fused, residual):
-    """out = f - A u (residual) or A u, row by row (each row in one pass over memory)."""
+def stencil(u, f, out, B, n0, n1, n2, st):
+    """out = f - A u (st's sg = -1) or A u (sg = 1), row by row (one pass over memory)."""
     for b in range(B):
         for i0 in range(n0):
             for i1 in range(n1):
                 ob = ((b * n0 + i0) * n1 + i1) * n2
-                _stencil_row(
-                    u,
-                    f,
-                    out,
-                    ob,
-                    b,
-                    i0,
-                    i1,
-                    n0,
-                    n1,
-                    n2,
-                    gsrc,
-                    gkind,
-                    gc,
-                    gv,
-                    cv,
-                    sg,
-                    periodic,
-                    fused,
-                    residual,
-                )
+                _stencil_row(u, f, out, ob, b, i0, i1, n0, n1, n2, st)
 
 
 @_jit
-def colour_update(
-    u, f, row, B, n0, n1, n2, gsrc, gkind, gc, gv, cv, sg, periodic, fused, parity, s, sv, use_sv
-):
+def colour_update(u, f, plane, B, n0, n1, n2, st, parity, s, sv, use_sv):
     """u <- u + s (f - A u) on the nodes with (i0 + i1 + i2) % 2 == parity, in place.
 
     Exact for a stencil that couples a node only to its axis neighbours: the nodes of one
     colour are then coupled only to nodes of the other, which this sweep leaves alone.
-    ``s`` is the scale of every updated node, or ``sv`` (a grid) when ``use_sv``."""
+    ``s`` is the scale of every updated node, or ``sv`` (a grid) when ``use_sv``. The
+    residual of row i1 goes to ``plane`` (n1 * n2 numbers) at i1 * n2."""
     for b in range(B):
         for i0 in range(n0):
             for i1 in range(n1):
-                _stencil_row(
-                    u,
-                    f,
-                    row,
-                    0,
-                    b,
-                    i0,
-                    i1,
-                    n0,
-                    n1,
-                    n2,
-                    gsrc,
-                    gkind,
-                    gc,
-                    gv,
-                    cv,
-                    sg,
-                    periodic,
-                    fused,
-                    True,
-                )
+                rb = i1 * n2
+                _stencil_row(u, f, plane, rb, b, i0, i1, n0, n1, n2, st)
                 ub = ((b * n0 + i0) * n1 + i1) * n2
                 j0 = (parity + i0 + i1) % 2
                 if use_sv:
                     cb = (i0 * n1 + i1) * n2
                     for j in range(j0, n2, 2):
-                        u[_u(ub + j)] += sv[_u(cb + j)] * row[_u(j)]
+                        u[_u(ub + j)] += sv[_u(cb + j)] * plane[_u(rb + j)]
                 else:
                     for j in range(j0, n2, 2):
-                        u[_u(ub + j)] += s * row[_u(j)]
+                        u[_u(ub + j)] += s * plane[_u(rb + j)]
 
 
 @_inline
@@ -367,9 +327,7 @@ def _write_plane(u, ub, planes, pb, count):
 
 
 @_jit
-def jacobi_update(
-    u, f, planes, B, n0, n1, n2, gsrc, gkind, gc, gv, cv, sg, periodic, fused, s, sv, use_sv
-):
+def jacobi_update(u, f, planes, B, n0, n1, n2, st, s, sv, use_sv):
     """u <- u + s (f - A u) at every node, in place, in one pass over memory.
 
     The new values of plane i0 go into a buffer and are written back once plane i0 + 1 (the
@@ -381,27 +339,7 @@ def jacobi_update(
             slot = 2 if i0 == 0 else i0 % 2
             for i1 in range(n1):
                 pb = slot * plane + i1 * n2
-                _stencil_row(
-                    u,
-                    f,
-                    planes,
-                    pb,
-                    b,
-                    i0,
-                    i1,
-                    n0,
-                    n1,
-                    n2,
-                    gsrc,
-                    gkind,
-                    gc,
-                    gv,
-                    cv,
-                    sg,
-                    periodic,
-                    fused,
-                    True,
-                )
+                _stencil_row(u, f, planes, pb, b, i0, i1, n0, n1, n2, st)
                 ub = ((b * n0 + i0) * n1 + i1) * n2
                 if use_sv:
                     cb = (i0 * n1 + i1) * n2
@@ -485,29 +423,7 @@ def restrict(x, out, B, n0, n1, n2, m0, m1, m2, modes, w):
 
 
 @_jit
-def residual_restrict(
-    u,
-    f,
-    out,
-    ring,
-    B,
-    n0,
-    n1,
-    n2,
-    m0,
-    m1,
-    m2,
-    gsrc,
-    gkind,
-    gc,
-    gv,
-    cv,
-    sg,
-    periodic,
-    fused,
-    modes,
-    w,
-):
+def residual_restrict(u, f, out, ring, B, n0, n1, n2, m0, m1, m2, st, modes, w):
     """out = R (f - A u) without storing f - A u: the residual of the (at most three) fine
     planes a coarse plane needs is computed into ``ring`` (3 planes) just before."""
     plane = n1 * n2
@@ -542,27 +458,7 @@ def residual_restrict(
                 p = idx0[a]
                 held[slots[a]] = p
                 for i1 in range(n1):
-                    _stencil_row(
-                        u,
-                        f,
-                        ring,
-                        slots[a] * plane + i1 * n2,
-                        b,
-                        p,
-                        i1,
-                        n0,
-                        n1,
-                        n2,
-                        gsrc,
-                        gkind,
-                        gc,
-                        gv,
-                        cv,
-                        sg,
-                        periodic,
-                        fused,
-                        True,
-                    )
+                    _stencil_row(u, f, ring, slots[a] * plane + i1 * n2, b, p, i1, n0, n1, n2, st)
             for a in range(t0):
                 pbase[a] = slots[a] * plane
             ob = (b * m0 + I0) * m1 * m2

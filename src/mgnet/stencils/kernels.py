@@ -221,32 +221,18 @@ class StencilData:
             self.cv = self._cv.numpy().reshape(-1)
         else:
             self.cv = np.zeros(1, dtype=npdt)
-        self.plus, self.minus = npdt(1), npdt(-1)
+        rest = (self.gv, self.cv)
+        tail = (self.periodic, self.fused)
+        self._residual = (self.gsrc, self.gkind, self.neg, *rest, npdt(-1), *tail)
+        self._apply = (self.gsrc, self.gkind, self.gc, *rest, npdt(1), *tail)
         self.buffers: dict = {}
 
     def args(self, residual: bool) -> tuple:
-        """The stencil's arguments of a kernel: gsrc, gkind, gc, gv, cv, sg, periodic, fused."""
+        """The stencil as a kernel takes it: (gsrc, gkind, gc, gv, cv, sg, periodic, fused),
+        sg = -1 with negated constants for a residual, sg = 1 for A u."""
         if residual:
-            return (
-                self.gsrc,
-                self.gkind,
-                self.neg,
-                self.gv,
-                self.cv,
-                self.minus,
-                self.periodic,
-                self.fused,
-            )
-        return (
-            self.gsrc,
-            self.gkind,
-            self.gc,
-            self.gv,
-            self.cv,
-            self.plus,
-            self.periodic,
-            self.fused,
-        )
+            return self._residual
+        return self._apply
 
     def buffer(self, name: str, size: int) -> np.ndarray:
         """A scratch array of ``size`` numbers of this dtype, kept for the next call."""
@@ -282,9 +268,7 @@ def stencil(op, u: Tensor, f: Tensor | None, out: Tensor) -> Tensor:
     d = stencil_data(op, u.dtype)
     uv = _flat(u)
     fv = uv if f is None else _flat(f)
-    _compiled().stencil(
-        uv, fv, _flat(out), _batch(u, d.shape3), *d.shape3, *d.args(f is not None), f is not None
-    )
+    _compiled().stencil(uv, fv, _flat(out), _batch(u, d.shape3), *d.shape3, d.args(f is not None))
     return out
 
 
@@ -292,10 +276,10 @@ def colour_update_(op, u: Tensor, f: Tensor, parity: int, scale: float | Tensor)
     """u <- u + scale (f - A u) on the nodes with index sum % 2 == parity (red 0, black 1),
     in place. Exact only for stencils with axis neighbours (``op.axis_neighbours``)."""
     d = stencil_data(op, u.dtype)
-    row = d.buffer("row", d.shape3[2])
+    plane = d.buffer("plane", d.shape3[1] * d.shape3[2])
     s, sv, use = _scale(scale, d, u.dtype)
     _compiled().colour_update(
-        _flat(u), _flat(f), row, _batch(u, d.shape3), *d.shape3, *d.args(True), parity, s, sv, use
+        _flat(u), _flat(f), plane, _batch(u, d.shape3), *d.shape3, d.args(True), parity, s, sv, use
     )
     return u
 
@@ -306,7 +290,7 @@ def jacobi_update_(op, u: Tensor, f: Tensor, scale: float | Tensor) -> Tensor:
     planes = d.buffer("planes", 3 * d.shape3[1] * d.shape3[2])
     s, sv, use = _scale(scale, d, u.dtype)
     _compiled().jacobi_update(
-        _flat(u), _flat(f), planes, _batch(u, d.shape3), *d.shape3, *d.args(True), s, sv, use
+        _flat(u), _flat(f), planes, _batch(u, d.shape3), *d.shape3, d.args(True), s, sv, use
     )
     return u
 
@@ -350,7 +334,7 @@ def residual_restrict(op, u: Tensor, f: Tensor, out: Tensor) -> Tensor:
         _batch(u, d.shape3),
         *d.shape3,
         *grid3(tuple(out.shape[2:])),
-        *d.args(True),
+        d.args(True),
         _modes(len(op.shape), op.bc),
         _W[u.dtype],
     )
