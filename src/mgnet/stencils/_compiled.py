@@ -287,8 +287,9 @@ def _stencil_row(u, f, out, ob, b, i0, i1, n0, n1, n2, st):
 
 
 @_jit
-def stencil(u, f, out, B, n0, n1, n2, st):
+def stencil(u, f, out, B, n0, n1, n2, gsrc, gkind, gc, gv, cv, sg, periodic, fused):
     """out = f - A u (st's sg = -1) or A u (sg = 1), row by row (one pass over memory)."""
+    st = (gsrc, gkind, gc, gv, cv, sg, periodic, fused)
     for b in range(B):
         for i0 in range(n0):
             for i1 in range(n1):
@@ -297,13 +298,16 @@ def stencil(u, f, out, B, n0, n1, n2, st):
 
 
 @_jit
-def colour_update(u, f, plane, B, n0, n1, n2, st, parity, s, sv, use_sv):
+def colour_update(
+    u, f, plane, B, n0, n1, n2, gsrc, gkind, gc, gv, cv, sg, periodic, fused, parity, s, sv, use_sv
+):
     """u <- u + s (f - A u) on the nodes with (i0 + i1 + i2) % 2 == parity, in place.
 
     Exact for a stencil that couples a node only to its axis neighbours: the nodes of one
     colour are then coupled only to nodes of the other, which this sweep leaves alone.
     ``s`` is the scale of every updated node, or ``sv`` (a grid) when ``use_sv``. The
     residual of row i1 goes to ``plane`` (n1 * n2 numbers) at i1 * n2."""
+    st = (gsrc, gkind, gc, gv, cv, sg, periodic, fused)
     for b in range(B):
         for i0 in range(n0):
             for i1 in range(n1):
@@ -327,12 +331,15 @@ def _write_plane(u, ub, planes, pb, count):
 
 
 @_jit
-def jacobi_update(u, f, planes, B, n0, n1, n2, st, s, sv, use_sv):
+def jacobi_update(
+    u, f, planes, B, n0, n1, n2, gsrc, gkind, gc, gv, cv, sg, periodic, fused, s, sv, use_sv
+):
     """u <- u + s (f - A u) at every node, in place, in one pass over memory.
 
     The new values of plane i0 go into a buffer and are written back once plane i0 + 1 (the
     last one that reads the old plane i0) is done; plane 0 is written back at the very end
     (a periodic last plane still reads it). ``planes`` holds 3 planes of n1 * n2."""
+    st = (gsrc, gkind, gc, gv, cv, sg, periodic, fused)
     plane = n1 * n2
     for b in range(B):
         for i0 in range(n0):
@@ -423,9 +430,32 @@ def restrict(x, out, B, n0, n1, n2, m0, m1, m2, modes, w):
 
 
 @_jit
-def residual_restrict(u, f, out, ring, B, n0, n1, n2, m0, m1, m2, st, modes, w):
+def residual_restrict(
+    u,
+    f,
+    out,
+    ring,
+    B,
+    n0,
+    n1,
+    n2,
+    m0,
+    m1,
+    m2,
+    gsrc,
+    gkind,
+    gc,
+    gv,
+    cv,
+    sg,
+    periodic,
+    fused,
+    modes,
+    w,
+):
     """out = R (f - A u) without storing f - A u: the residual of the (at most three) fine
     planes a coarse plane needs is computed into ``ring`` (3 planes) just before."""
+    st = (gsrc, gkind, gc, gv, cv, sg, periodic, fused)
     plane = n1 * n2
     idx0 = np.empty(3, np.int64)
     idx1 = np.empty(3, np.int64)

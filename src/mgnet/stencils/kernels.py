@@ -110,15 +110,14 @@ def usable(*tensors: Tensor) -> bool:
     autograd graph is recorded through them (and nothing is being traced or compiled)."""
     if not ENABLED:
         return False
-    t0 = tensors[0]
-    dtype = t0.dtype
+    dtype = tensors[0].dtype
     if dtype not in _DTYPES:
         return False
     grad = torch.is_grad_enabled()
     for t in tensors:
         if (
             type(t) is not Tensor
-            or t.device.type != "cpu"
+            or not t.is_cpu
             or t.dtype != dtype
             or not t.is_contiguous()
             or (grad and t.requires_grad)
@@ -126,7 +125,7 @@ def usable(*tensors: Tensor) -> bool:
             return False
     if torch.compiler.is_compiling():
         return False
-    return bool(_compiled())
+    return bool(_module) or bool(_compiled())
 
 
 # ----------------------------------------------------------------------------- geometry
@@ -254,9 +253,25 @@ def stencil_data(op, dtype: torch.dtype) -> StencilData:
 
 
 # ------------------------------------------------------------------------------ kernels
+_FLAT: dict = {}
+_FLAT_SMALL = 16384  # numbers; the cache holds at most 64 such arrays (8 MiB in float64)
+
+
 def _flat(t: Tensor) -> np.ndarray:
-    """A contiguous CPU tensor as a flat NumPy array sharing its memory."""
-    return t.detach().numpy().reshape(-1)
+    """A contiguous CPU tensor as a flat NumPy array sharing its memory. The arrays of small
+    tensors (the coarse grids, where making the array costs more than the arithmetic) are
+    kept for the next call on the same tensor; the cache keeps those tensors alive."""
+    n = t.numel()
+    if n > _FLAT_SMALL:
+        return (t.detach() if t.requires_grad else t).numpy().reshape(-1)
+    hit = _FLAT.get(id(t))
+    if hit is not None and hit[0] is t and hit[1] == t.data_ptr() and hit[2].size == n:
+        return hit[2]
+    arr = (t.detach() if t.requires_grad else t).numpy().reshape(-1)
+    if len(_FLAT) >= 64:
+        _FLAT.clear()
+    _FLAT[id(t)] = (t, t.data_ptr(), arr)
+    return arr
 
 
 def _batch(t: Tensor, shape3: tuple[int, ...]) -> int:
@@ -268,7 +283,7 @@ def stencil(op, u: Tensor, f: Tensor | None, out: Tensor) -> Tensor:
     d = stencil_data(op, u.dtype)
     uv = _flat(u)
     fv = uv if f is None else _flat(f)
-    _compiled().stencil(uv, fv, _flat(out), _batch(u, d.shape3), *d.shape3, d.args(f is not None))
+    _compiled().stencil(uv, fv, _flat(out), _batch(u, d.shape3), *d.shape3, *d.args(f is not None))
     return out
 
 
@@ -279,7 +294,7 @@ def colour_update_(op, u: Tensor, f: Tensor, parity: int, scale: float | Tensor)
     plane = d.buffer("plane", d.shape3[1] * d.shape3[2])
     s, sv, use = _scale(scale, d, u.dtype)
     _compiled().colour_update(
-        _flat(u), _flat(f), plane, _batch(u, d.shape3), *d.shape3, d.args(True), parity, s, sv, use
+        _flat(u), _flat(f), plane, _batch(u, d.shape3), *d.shape3, *d.args(True), parity, s, sv, use
     )
     return u
 
@@ -290,7 +305,7 @@ def jacobi_update_(op, u: Tensor, f: Tensor, scale: float | Tensor) -> Tensor:
     planes = d.buffer("planes", 3 * d.shape3[1] * d.shape3[2])
     s, sv, use = _scale(scale, d, u.dtype)
     _compiled().jacobi_update(
-        _flat(u), _flat(f), planes, _batch(u, d.shape3), *d.shape3, d.args(True), s, sv, use
+        _flat(u), _flat(f), planes, _batch(u, d.shape3), *d.shape3, *d.args(True), s, sv, use
     )
     return u
 
@@ -334,7 +349,7 @@ def residual_restrict(op, u: Tensor, f: Tensor, out: Tensor) -> Tensor:
         _batch(u, d.shape3),
         *d.shape3,
         *grid3(tuple(out.shape[2:])),
-        d.args(True),
+        *d.args(True),
         _modes(len(op.shape), op.bc),
         _W[u.dtype],
     )

@@ -150,6 +150,7 @@ class StencilOperator(nn.Module):
         if center not in self.offsets:
             raise ValueError("stencil: needs the centre offset (0, ..., 0)")
         self._center = self.offsets.index(center)
+        self._axis_neighbours = all(sum(abs(x) for x in o) <= 1 for o in self.offsets)
 
     # ---------------------------------------------------------------- coefficients
     def coefficient(self, k: int) -> float | Tensor:
@@ -184,7 +185,7 @@ class StencilOperator(nn.Module):
     def compiled(self, u: Tensor, f: Tensor | None = None) -> bool:
         """True when the compiled CPU kernels (:mod:`mgnet.stencils.kernels`) take this call:
         plain contiguous CPU tensors shaped (batch, channels, *grid), no autograd graph."""
-        if tuple(u.shape[2:]) != self.shape or (f is not None and f.shape != u.shape):
+        if u.shape[2:] != self.shape or (f is not None and f.shape != u.shape):
             return False
         return kernels.usable(u) if f is None else kernels.usable(u, f)
 
@@ -283,7 +284,7 @@ class StencilOperator(nn.Module):
     def axis_neighbours(self) -> bool:
         """True when the stencil couples a node only to itself and its +-1 axis neighbours
         (3-, 5-, 7-point): then red and black nodes are coupled only to each other."""
-        return all(sum(abs(x) for x in o) <= 1 for o in self.offsets)
+        return self._axis_neighbours
 
     def _blocks(self, u: Tensor, f: Tensor, scale: Tensor | None) -> Tensor:
         out = self._out(f)
