@@ -60,7 +60,7 @@ def test_solver_v_cycle_errors_drop_at_each_coarse_correction(tmp_path):
     # the residual after the cycle equal one solver iteration from x0
     import scipy.sparse.linalg as spla
 
-    exact = spla.spsolve(solver.ops[0].to_sparse().tocsc(), f.numpy().ravel())
+    exact = spla.spsolve(solver.levels[0].A.to_sparse().tocsc(), f.numpy().ravel())
     assert report.corrections[0]["start"] == pytest.approx(
         np.linalg.norm(exact - x0.numpy().ravel())
     )

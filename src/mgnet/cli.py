@@ -117,7 +117,12 @@ def _add_solve(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--coarse", default="rediscretize", choices=["rediscretize", "galerkin"])
     p.add_argument("--tol", type=float, default=1e-8, help="relative residual (default 1e-8)")
-    p.add_argument("--maxiter", type=int, default=100)
+    p.add_argument(
+        "--maxiter",
+        type=int,
+        default=None,
+        help="most cycles (default 100); with --cycle fmg, cycles after the FMG pass (default 0)",
+    )
     p.add_argument(
         "--dtype",
         default="float64",
@@ -174,6 +179,17 @@ def _run_solve(args: argparse.Namespace) -> int:
         raise UserError(f"--tol: must be positive, got {args.tol}")
     if args.plot is not None and not args.plot.lower().endswith(".png"):
         raise UserError(f"--plot: expected a .png file name, got {args.plot!r}")
+    if args.plot is not None:
+        from pathlib import Path
+
+        plot = Path(args.plot)
+        if plot.is_dir():
+            raise UserError(f"--plot: {args.plot!r} is a folder; give a .png file name")
+        if not plot.parent.is_dir():
+            raise UserError(f"--plot: folder {str(plot.parent)!r} does not exist")
+    maxiter = args.maxiter if args.maxiter is not None else 0 if args.cycle == "fmg" else 100
+    if maxiter < 0:
+        raise UserError(f"--maxiter: must be >= 0, got {maxiter}")
     prob = make_problem(args.problem, args.dim, args.n)
     t0 = time.perf_counter()
     ml = MultigridSolver(
@@ -191,15 +207,12 @@ def _run_solve(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     history: list[float] = []
     if args.cycle == "fmg":
-        u = ml.fmg(f)
-        history = [float(f.norm()), float(ml.residual(u, f.to(u.dtype)).norm())]
-        iterations = 1
+        u = ml.fmg(f, tol=args.tol, maxiter=maxiter, residuals=history)
     elif args.cycle == "pcg":
-        u = ml.pcg(f, tol=args.tol, maxiter=args.maxiter, residuals=history)
-        iterations = ml.iterations
+        u = ml.solve(f, tol=args.tol, maxiter=maxiter, accel="cg", residuals=history)
     else:
-        u = ml.solve(f, tol=args.tol, maxiter=args.maxiter, cycle=args.cycle, residuals=history)
-        iterations = ml.iterations
+        u = ml.solve(f, tol=args.tol, maxiter=maxiter, cycle=args.cycle, residuals=history)
+    iterations = ml.iterations
     if ml.device.type == "cuda":
         torch.cuda.synchronize()
     solve_s = time.perf_counter() - t0
@@ -209,14 +222,15 @@ def _run_solve(args: argparse.Namespace) -> int:
         "dim": args.dim,
         "n": args.n,
         "unknowns": args.n**args.dim,
-        "levels": ml.levels,
+        "levels": len(ml.levels),
         "cycle": args.cycle,
         "smoother": args.smoother,
         "nu": list(nu),
         "dtype": args.dtype,
         "device": str(ml.device),
         "iterations": iterations,
-        "converged": bool(rel <= args.tol),
+        "converged": ml.converged,
+        "reason": ml.reason,
         "residuals": history,
         "relative_residual": rel,
         "convergence_factor": ml.convergence_factor(history),
@@ -242,6 +256,13 @@ def _run_solve(args: argparse.Namespace) -> int:
         )
         if args.plot is not None:
             print(f"saved {args.plot}")
+    if not ml.converged:
+        print(
+            f"mgnet solve: did not reach --tol {args.tol:g} ({ml.reason} after {iterations} "
+            f"iterations, relative residual {rel:.2e})",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 
@@ -348,7 +369,7 @@ def _run_inspect(args: argparse.Namespace) -> int:
         x0 = torch.rand(tuple(prob.f.shape), generator=gen, dtype=torch.float64)
         report = mi.inspect_solver(solver, prob.f, x0=x0, out=args.out, cycle=args.cycle)
         summary = {
-            "levels": solver.levels,
+            "levels": len(solver.levels),
             "corrections": report.corrections,
             "events": report.events,
             "out": str(report.path),

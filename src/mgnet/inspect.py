@@ -289,7 +289,7 @@ def _solve_exact(A: nn.Module, f: Tensor) -> Tensor:
         M = A.to_sparse().tocsc()
         x = np.stack([spla.spsolve(M, b) for b in rhs])
     else:
-        from mgnet.theory import operator_matrix
+        from mgnet.probes import operator_matrix
 
         n = math.prod(shape)
         if n > 4096:

@@ -1,4 +1,5 @@
-"""The theory of MgNet, executable: residual form, pre-activation ResNet, u >= 0 constraints.
+"""The theory of MgNet, executable: the maps between the residual form, pre-activation ResNet
+and the multigrid solver.
 
 Residual form (He & Xu 2019, section 5). On level l with a *shared* A^l, put
 r^{l,i} = f^l - A^l * u^{l,i}. The smoothing step
@@ -26,44 +27,30 @@ constraint is there a feature u^l with r^{l,i} = f^l - A^l u^{l,i}.
 :func:`level_to_preact` and :func:`preact_to_level` carry weights across in both directions
 and refuse exactly when that constraint fails.
 
-Constrained linear data-feature mapping (He, Chen, Xu, arXiv:1911.10428): the feature u
-solves A * u = f subject to u >= 0. The smoothing step with the outer sigma replaced by the
-projection onto u >= 0, ``u <- max(0, u + B * (f - A * u))``, is a projected iteration for
-it: :func:`projected_smoothing` runs it (as a one-level :class:`~mgnet.core.MgCycle`) until
-it stops moving.
-
 Without sigma the network is a multigrid cycle: :func:`load_multigrid` writes a multigrid
 solver's fixed stencils (A^l, B^l = w D^-1, R, Pi = 0) into an MgNet classifier's own
 layers. :func:`parameter_budget` splits a classifier's parameters by role (A, B, Pi, R).
+
+The constrained data-feature mapping (A u = f, u >= 0) is :mod:`mgnet.constrained`; the
+operator probes (dense matrix, diagonal, power iteration, adjoint) are :mod:`mgnet.probes`.
 """
 
 from __future__ import annotations
 
 import copy
-import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mgnet.core import Level, MgCycle, Step, residual
+from mgnet.core import Level, MgCycle, Step
 from mgnet.models.baselines import PreActBlock
 
 __all__ = [
-    "Adjoint",
-    "NonNegative",
-    "ProjectedResult",
-    "Scaled",
     "level_to_preact",
     "load_multigrid",
-    "operator_diagonal",
-    "operator_matrix",
     "parameter_budget",
     "preact_to_level",
-    "projected_smoothing",
-    "residual",
     "step_to_preact",
 ]
 
@@ -269,9 +256,14 @@ def load_multigrid(model: nn.Module, solver, up_sweep: bool = False) -> nn.Modul
         raise ValueError(
             f"model: need a 2D model with the 3x3 stem, got dim={cfg.dim}, stem={cfg.stem!r}"
         )
-    ops = getattr(solver, "ops", None)
-    if ops is None or getattr(solver, "smoother", None) != "jacobi":
+    from mgnet.stencils import Jacobi
+
+    levels = getattr(solver, "levels", None)
+    smoothers = [B for lv in (levels or [])[:-1] for B in (*lv.presmoother, *lv.postsmoother)]
+    if not isinstance(levels, list) or not all(isinstance(B, Jacobi) for B in smoothers):
         raise ValueError("solver: expected a MultigridSolver with smoother='jacobi'")
+    ops = [lv.A for lv in levels]
+    omega = smoothers[0].omega if smoothers else 1.0
     if len(ops) != cfg.depth:
         raise ValueError(
             f"solver: has {len(ops)} levels, the model {cfg.depth}; choose the "
@@ -303,7 +295,7 @@ def load_multigrid(model: nn.Module, solver, up_sweep: bool = False) -> nn.Modul
             if any(step.B is not B or step.A is not level.A for step in level.pre):
                 raise ValueError("model: need one A^l and one B^l per level (tokens Al, Bl)")
             B.weight.zero_()
-            B.weight[0, 0, 1, 1] = (1.0 if coarsest else solver.omega) / float(op.diagonal())
+            B.weight[0, 0, 1, 1] = (1.0 if coarsest else omega) / float(op.diagonal())
             if up_sweep and not coarsest:
                 level.post = nn.ModuleList([Step(level.A, B) for _ in range(nu_post)])
         for l, t in enumerate(cycle.transfers):
@@ -364,253 +356,3 @@ def parameter_budget(model: nn.Module) -> dict[str, int]:
     }
     budget["head"] = count([model])  # whatever is left: the classifier head
     return budget
-
-
-# ------------------------------------------------------------------- linear operators
-def _feature_shape(A: nn.Module, f: Tensor) -> tuple[int, ...]:
-    c = getattr(A, "in_channels", f.shape[1])
-    return (f.shape[0], c, *f.shape[2:])
-
-
-class Adjoint(nn.Module):
-    """A^T, the adjoint of a linear module ``A`` (data -> feature), scaled by ``omega``.
-
-    Computed as a vector-Jacobian product of A at zero, so it works for any linear module
-    (convolutions, stencils, compositions); ``B = Adjoint(A, omega)`` makes the smoothing
-    step a projected Landweber (gradient) step for min ||A u - f||^2.
-    """
-
-    def __init__(self, A: nn.Module, omega: float = 1.0) -> None:
-        super().__init__()
-        self.A = A
-        self.omega = omega
-
-    def forward(self, r: Tensor) -> Tensor:
-        if isinstance(self.A, nn.Conv1d | nn.Conv2d | nn.Conv3d) and self.A.bias is None:
-            conv_t = {1: F.conv_transpose1d, 2: F.conv_transpose2d, 3: F.conv_transpose3d}
-            A = self.A
-            if A.padding_mode == "zeros" and A.stride == (1,) * (r.dim() - 2):
-                return self.omega * conv_t[r.dim() - 2](
-                    r, A.weight, padding=A.padding, dilation=A.dilation, groups=A.groups
-                )
-        with torch.enable_grad():
-            x = torch.zeros(
-                _feature_shape(self.A, r), dtype=r.dtype, device=r.device, requires_grad=True
-            )
-            (g,) = torch.autograd.grad(self.A(x), x, grad_outputs=r)
-        return self.omega * g
-
-
-class Scaled(nn.Module):
-    """B = omega * D^-1 (damped Jacobi) or omega * I (Richardson): a pointwise scaling.
-
-    ``scale`` is a tensor broadcast against the residual (``omega / diag(A)``) or a number.
-    """
-
-    def __init__(self, scale: Tensor | float) -> None:
-        super().__init__()
-        self.register_buffer("scale", torch.as_tensor(scale))
-
-    def forward(self, r: Tensor) -> Tensor:
-        return self.scale * r
-
-
-class NonNegative(nn.Module):
-    """The projection onto {u >= 0}: u -> max(u, 0) (the outer sigma of the constrained model)."""
-
-    def forward(self, u: Tensor) -> Tensor:
-        return torch.clamp_min(u, 0)
-
-
-def operator_diagonal(A: nn.Module, like: Tensor, radius: int = 1) -> Tensor:
-    """diag(A), shaped like a feature tensor, by probing A with interleaved unit grids.
-
-    Exact for a linear A that couples a point only to points within ``radius`` grid steps in
-    each direction (a (2 radius + 1)^d stencil, channel-mixing allowed): (2 radius + 1)^d
-    probes per channel. ``like`` is a feature tensor fixing batch, channels and grid.
-    """
-    if radius < 0:
-        raise ValueError(f"radius: must be >= 0, got {radius}")
-    d = like.dim() - 2
-    k = 2 * radius + 1
-    diag = torch.zeros_like(like)
-    grids = torch.meshgrid(
-        *[torch.arange(n, device=like.device) for n in like.shape[2:]], indexing="ij"
-    )
-    with torch.no_grad():
-        for c in range(like.shape[1]):
-            for offset in range(k**d):
-                mask = torch.ones(like.shape[2:], dtype=torch.bool, device=like.device)
-                rest = offset
-                for g in grids:
-                    mask &= (g % k) == (rest % k)
-                    rest //= k
-                probe = torch.zeros_like(like)
-                probe[:, c][:, mask] = 1
-                diag[:, c][:, mask] = A(probe)[:, c][:, mask]
-    return diag
-
-
-def operator_matrix(
-    A: nn.Module, feature_shape: Sequence[int], dtype: torch.dtype = torch.float64
-) -> Tensor:
-    """The dense matrix of a linear module A for one sample (small problems only).
-
-    Column j is A applied to the j-th unit feature of shape ``feature_shape``
-    (channel, *space); rows follow ``A(u).flatten()``.
-    """
-    shape = tuple(int(s) for s in feature_shape)
-    n = math.prod(shape)
-    if n > 20_000:
-        raise ValueError(
-            f"feature_shape: {shape} has {n} unknowns; operator_matrix is for "
-            "small problems (at most 20000)"
-        )
-    param = next(A.parameters(), None)
-    device = param.device if param is not None else torch.device("cpu")
-    eye = torch.eye(n, dtype=dtype, device=device).reshape(n, *shape)
-    if param is not None and param.dtype != dtype:
-        A = copy.deepcopy(A).to(dtype)  # never change the caller's module
-    with torch.no_grad():
-        cols = A(eye)
-    return cols.reshape(n, -1).T.contiguous()
-
-
-def _power_max(apply, like: Tensor, iters: int = 60) -> float:
-    """Largest eigenvalue of a (similar-to) symmetric positive operator, by power iteration."""
-    gen = torch.Generator(device="cpu").manual_seed(0)
-    x = torch.rand(like.shape, generator=gen, dtype=like.dtype).to(like.device) + 0.5
-    lam = 0.0
-    with torch.no_grad():
-        for _ in range(iters):
-            y = apply(x)
-            lam = (y.flatten() @ x.flatten() / (x.flatten() @ x.flatten())).item()
-            x = y / y.norm().clamp_min(1e-300)
-    return lam
-
-
-# ------------------------------------------------------------- projected smoothing
-@dataclass
-class ProjectedResult:
-    """Outcome of :func:`projected_smoothing`.
-
-    u: the iterate (feature tensor, u >= 0). iterations: smoothing steps taken.
-    converged: whether ||u^{k} - u^{k-1}|| <= tol * max(||u^k||, 1) was reached.
-    history: ||u^{k} - u^{k-1}|| after every ``check_every`` steps. omega: the damping used.
-    """
-
-    u: Tensor
-    iterations: int
-    converged: bool
-    history: list[float] = field(default_factory=list)
-    omega: float = 1.0
-
-
-_SMOOTHERS = ("jacobi", "richardson", "adjoint")
-
-
-def projected_smoothing(
-    A: nn.Module,
-    f: Tensor,
-    B: nn.Module | str = "jacobi",
-    omega: float | None = None,
-    u0: Tensor | None = None,
-    tol: float = 1e-10,
-    maxiter: int = 20_000,
-    check_every: int = 10,
-) -> ProjectedResult:
-    """Solve A * u = f subject to u >= 0 by the projected smoothing iteration.
-
-    Every step is the core smoothing step with the projection as outer sigma::
-
-        u <- max(0, u + B * (f - A * u))
-
-    run as a one-level :class:`~mgnet.core.MgCycle` of ``check_every`` steps at a time.
-
-    Args:
-        A: the linear data-feature map A (feature -> data), e.g. a positive-definite stencil.
-        f: the data, (batch, channel, *space).
-        B: the smoother B (data -> feature): a module, or
-            ``"jacobi"`` (B = omega D^-1; for symmetric positive-definite A the limit is the
-            minimizer of u.A u / 2 - f.u over u >= 0),
-            ``"richardson"`` (B = omega I; same limit), or
-            ``"adjoint"`` (B = omega A^T; projected Landweber, the limit is the
-            nonnegative least-squares solution, argmin_{u >= 0} ||A u - f||).
-        omega: damping; default 1 / lambda_max of B A (power iteration), which converges.
-        u0: initial guess (projected onto u >= 0); ``None`` is zero.
-        tol: stop when ||u^{k} - u^{k-1}|| <= tol * max(||u^k||, 1).
-        maxiter: most smoothing steps.
-        check_every: steps between convergence checks.
-    """
-    if not isinstance(f, Tensor) or f.dim() < 3:
-        raise ValueError(
-            f"f: expected a (batch, channel, *space) tensor, got "
-            f"{tuple(f.shape) if isinstance(f, Tensor) else type(f).__name__}"
-        )
-    if isinstance(B, str) and B not in _SMOOTHERS:
-        raise ValueError(f"B: {B!r} is not one of {', '.join(_SMOOTHERS)} or an nn.Module")
-    if not isinstance(B, str | nn.Module):
-        raise ValueError(
-            f"B: expected one of {', '.join(_SMOOTHERS)} or an nn.Module, got {type(B).__name__}"
-        )
-    if omega is not None and not omega > 0:
-        raise ValueError(f"omega: must be positive, got {omega}")
-    if maxiter < 1 or check_every < 1:
-        raise ValueError(f"maxiter, check_every: must be >= 1, got {maxiter}, {check_every}")
-    if not tol > 0:
-        raise ValueError(f"tol: must be positive, got {tol}")
-    like = torch.zeros(_feature_shape(A, f), dtype=f.dtype, device=f.device)
-    if u0 is not None and u0.shape != like.shape:
-        raise ValueError(f"u0: expected shape {tuple(like.shape)}, got {tuple(u0.shape)}")
-
-    if isinstance(B, str):
-        if B != "adjoint" and A(like).shape != like.shape:
-            raise ValueError(
-                f"B: {B!r} needs a square A (feature and data of one shape), "
-                f"got A: {tuple(like.shape)} -> {tuple(A(like).shape)}; "
-                "use B='adjoint'"
-            )
-        if B == "adjoint":
-            base = Adjoint(A)
-        elif B == "richardson":
-            base = Scaled(1.0)
-        else:
-            diag = operator_diagonal(A, like)
-            if (diag <= 0).any():
-                raise ValueError(
-                    "A: 'jacobi' needs a positive diagonal; pass B='richardson' or a module"
-                )
-            base = Scaled(1.0 / diag)
-        if omega is None:
-            omega = 1.0 / _power_max(lambda x: base(A(x)), like)
-        B_mod = Adjoint(A, omega) if B == "adjoint" else Scaled(omega * base.scale)
-    else:
-        B_mod = B
-        omega = 1.0 if omega is None else omega
-        if omega != 1.0:
-            B_mod = nn.Sequential(B, Scaled(omega))
-
-    step = Step(A, B_mod, project=NonNegative())
-    chunk = MgCycle([Level(A, [step] * (check_every - 1))], []) if check_every > 1 else None
-    u = None if u0 is None else torch.clamp_min(u0, 0)
-    history: list[float] = []
-    iterations, converged = 0, False
-    with torch.no_grad():
-        while iterations < maxiter:
-            n = min(check_every, maxiter - iterations)
-            if n > 1:
-                run = chunk if n == check_every else MgCycle([Level(A, [step] * (n - 1))], [])
-                u = run(f, u)
-            # the change of the last step: zero exactly at a fixed point of the iteration
-            new = step(u, f)
-            change = (new if u is None else new - u).norm().item()
-            iterations += n
-            history.append(change)
-            u = new
-            if change <= tol * max(u.norm().item(), 1.0):
-                converged = True
-                break
-    u = like if u is None else u
-    return ProjectedResult(
-        u=u, iterations=iterations, converged=converged, history=history, omega=float(omega)
-    )

@@ -30,6 +30,13 @@ coarse correction overwrite u instead of allocating a new tensor, a B that defin
 ``update_(A, u, f)`` performs its whole step u <- u + B (f - A u) in place (fused), and a
 P that defines ``add_to(u, e)`` adds P e to u in place. The values are those of the
 allocating path (up to rounding order); f is never written.
+
+The optional hooks of the modules (``residual``, ``update_``, ``needs_u``, ``add_to``) are
+specified, with what each must guarantee, in :mod:`mgnet.core.protocols`.
+
+Full multigrid (FMG) is :meth:`MgCycle.fmg`: f is restricted to every level by R, the
+coarsest level is visited first, and each finer level starts from the interpolated (P)
+solution of the next coarser one.
 """
 
 from __future__ import annotations
@@ -39,6 +46,8 @@ from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor, nn
+
+from mgnet.core.protocols import FusedResidual, InPlaceProlongation, Operator
 
 __all__ = ["Step", "Level", "Transfer", "MgCycle", "CycleRecord", "CYCLE_SHAPES", "residual"]
 
@@ -52,9 +61,10 @@ def _apply(op: nn.Module | None, x: Tensor) -> Tensor:
     return x if op is None else op(x)
 
 
-def residual(A: nn.Module, u: Tensor | None, f: Tensor) -> Tensor:
+def residual(A: Operator | FusedResidual, u: Tensor | None, f: Tensor) -> Tensor:
     """r = f - A u, the residual (u = None is zero). An A that defines ``residual(u, f)``
-    (a fixed stencil) computes it there in one fused pass; it must return exactly f - A(u).
+    (:class:`~mgnet.core.protocols.FusedResidual`, e.g. a fixed stencil) computes it there
+    in one fused pass; it must return f - A(u) up to rounding.
 
     This is the one residual function of the package: the cycle, the smoothers' fused
     updates and the theory maps all call it."""
@@ -118,15 +128,16 @@ class Step(nn.Module):
     module to several steps shares it (A^l shared by a level, B^l shared by a level).
     ``sigma_in`` and ``sigma_out`` are pointwise modules; ``None`` is the identity.
     A ``B`` whose attribute ``needs_u`` is true is called as ``B(r, u)``: a smoother
-    that depends on the current iterate, such as Newton-Jacobi for a nonlinear A.
+    that depends on the current iterate, such as Newton-Jacobi for a nonlinear A
+    (:class:`~mgnet.core.protocols.IterateDependent`).
     ``project`` (optional) is applied to the updated feature, u <- project(u + du): the
     projection onto a constraint set such as u >= 0 (constrained data-feature mapping).
 
     ``forward(u, f, inplace=True)`` may overwrite u (the caller owns it and keeps no
     autograd graph): u + du becomes ``u.add_(du)``, and with sigma = identity and no
     projection a B with a method ``update_(A, u, f)`` (u <- u + B (f - A u) in place,
-    returning u) does the whole step, e.g. a smoother that fuses the residual and its
-    scaling into one buffer.
+    returning u; :class:`~mgnet.core.protocols.InPlaceSmoother`) does the whole step,
+    e.g. a smoother that fuses the residual and its scaling into one buffer.
     """
 
     def __init__(
@@ -151,7 +162,7 @@ class Step(nn.Module):
     def forward(self, u: Tensor | None, f: Tensor, inplace: bool = False) -> Tensor:
         linear = self.sigma_in is None and self.sigma_out is None and self.project is None
         if inplace and u is not None and linear:
-            update = getattr(self.B, "update_", None)
+            update = getattr(self.B, "update_", None)  # InPlaceSmoother
             if callable(update):
                 return update(self.A, u, f)
         r = _apply(self.sigma_in, self.residual(u, f))
@@ -267,7 +278,39 @@ class MgCycle(nn.Module):
         if shape != self.shape:
             self._check_shape(shape)
         f = _apply(self.f_in, f)
-        return self.visit(0, u, f, shape, record, inplace)
+        return self._visit(0, u, f, shape, record, inplace)
+
+    def fmg(
+        self,
+        f: Tensor,
+        cycles: int = 1,
+        shape: str = "V",
+        record: CycleRecord | None = None,
+        inplace: bool = False,
+    ) -> Tensor:
+        """Full multigrid from zero: u^1 after one FMG pass over ``f``.
+
+        f^1 = f_in(f) and f^{l+1} = sigma_R(R^{l+1}_l f^l) on every level; the coarsest
+        level is visited once (its steps from u = 0), then on each finer level l
+        u^l = P^l_{l+1} u^{l+1} starts ``cycles`` cycles of the given ``shape`` on that
+        level (``"V"``, ``"W"`` or ``"F"``). ``record`` and ``inplace`` are those of
+        :meth:`forward`; the interpolated start P u^{l+1} is a fresh tensor, so the
+        in-place cycles never write a tensor of the caller.
+        """
+        if shape not in ("V", "W", "F"):
+            raise ValueError(f"shape: FMG cycles are 'V', 'W' or 'F', got {shape!r}")
+        if cycles < 1:
+            raise ValueError(f"cycles: need at least one cycle per level, got {cycles}")
+        self._check_shape(shape)
+        fs = [_apply(self.f_in, f)]
+        for t in self.transfers:
+            fs.append(_apply(t.sigma_R, t.R(fs[-1])))
+        u = self._visit(self.depth - 1, None, fs[-1], shape, record, inplace)
+        for l in range(self.depth - 2, -1, -1):
+            u = self.transfers[l].P(u)
+            for _ in range(cycles):
+                u = self._visit(l, u, fs[l], shape, record, inplace)
+        return u
 
     def smooth(
         self,
@@ -296,7 +339,7 @@ class MgCycle(nn.Module):
         u_c = _apply(t.sigma_Pi, t.Pi(u))
         return u_c, f_c + self.levels[l + 1].A(u_c)
 
-    def visit(
+    def _visit(
         self,
         l: int,
         u: Tensor | None,
@@ -319,13 +362,13 @@ class MgCycle(nn.Module):
         if record is not None:
             record.add(l + 1, "restrict", 0, u_c0, f_c, self.levels[l + 1].A)
         if shape == "down":
-            return self.visit(l + 1, u_c0, f_c, "down", record, inplace)
+            return self._visit(l + 1, u_c0, f_c, "down", record, inplace)
         # u_c0 is needed after the coarse visit (FAS), so that visit works on a copy
         u_c = u_c0.clone() if inplace and u_c0 is not None else u_c0
         for coarse_shape in _COARSE_VISITS[shape]:
-            u_c = self.visit(l + 1, u_c, f_c, coarse_shape, record, inplace)
+            u_c = self._visit(l + 1, u_c, f_c, coarse_shape, record, inplace)
         e_c = u_c if u_c0 is None else u_c - u_c0
-        P = self.transfers[l].P
+        P: Operator | InPlaceProlongation = self.transfers[l].P
         add_to = getattr(P, "add_to", None) if inplace and u is not None else None
         if callable(add_to):
             u = add_to(u, e_c)  # u += P e_c without forming P e_c

@@ -22,7 +22,7 @@ def demo_poisson(n: int = 511, tol: float = 1e-8, print_fn=print) -> dict:
     t2 = time.perf_counter()
     out = {
         "unknowns": n * n,
-        "levels": ml.levels,
+        "levels": len(ml.levels),
         "iterations": ml.iterations,
         "factor": ml.convergence_factor(),
         "setup_s": t1 - t0,

@@ -2,8 +2,9 @@
 
 A (stencils: Laplacians, anisotropic and variable-coefficient diffusion, zero-order term,
 Dirichlet or periodic), B (smoothers: damped Jacobi, red-black Gauss-Seidel, Chebyshev,
-Newton, direct coarse solve), R (full weighting), P (linear interpolation) and Pi
-(injection, or None for zero), in 1D, 2D and 3D.
+Newton, direct coarse solve), R (full weighting), P (linear interpolation, or built from
+the operator: black-box multigrid in 1D and 2D) and Pi (injection, or None for zero), in
+1D, 2D and 3D.
 """
 
 from mgnet.stencils.operators import (
@@ -28,8 +29,10 @@ from mgnet.stencils.transfers import (
     FullWeighting,
     Injection,
     Interpolation,
+    SparseTransfer,
     coarse_shape,
     interpolation_matrix,
+    operator_interpolation_matrix,
     restriction_matrix,
 )
 
@@ -42,6 +45,7 @@ __all__ = [
     "Jacobi",
     "NewtonJacobi",
     "NonlinearOperator",
+    "SparseTransfer",
     "StencilOperator",
     "anisotropic",
     "chebyshev_weights",
@@ -52,6 +56,7 @@ __all__ = [
     "grid_points",
     "interpolation_matrix",
     "laplacian",
+    "operator_interpolation_matrix",
     "red_black",
     "restriction_matrix",
 ]

@@ -17,7 +17,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import scipy.linalg as sla
 import scipy.sparse.linalg as spla
 import torch
 from torch import Tensor, nn
@@ -203,41 +202,80 @@ class NewtonJacobi(nn.Module):
 
 
 class DirectSolve(nn.Module):
-    """B = A^-1 on the coarsest grid: the factorization is computed once, at construction.
+    """B = A^-1 on the coarsest grid, factorized once at construction (no inverse formed).
 
-    Up to ``dense_max`` unknowns A^-1 is formed as a dense matrix (applied by one matmul, on
-    any device); above it a sparse LU (SciPy ``splu``) is used on the CPU. A singular A
-    (periodic without zero-order term) gets the pseudo-inverse, which solves compatible
-    systems (right-hand side orthogonal to the constants).
+    Up to ``dense_max`` unknowns the factor is dense: Cholesky when A is symmetric
+    positive definite, LU with partial pivoting otherwise. It is a buffer of the module,
+    so it moves with ``.to(device, dtype)`` and is applied where the solver runs (two
+    triangular solves; CUDA never goes through the host). Above ``dense_max`` SciPy's
+    sparse LU (``splu`` with a minimum-degree ordering of A + A^T) is used, on the CPU.
+
+    A singular A whose null space is the constants (a periodic grid without zero-order
+    term) is factorized with node 0 pinned: it solves compatible systems (right-hand side
+    orthogonal to the constants, which is enforced by removing the mean) and returns the
+    solution of zero mean, the pseudo-inverse's. Any other singular A is refused.
     """
 
-    def __init__(self, A: StencilOperator, dense_max: int = 4096) -> None:
+    def __init__(self, A: StencilOperator, dense_max: int = 1024) -> None:
         super().__init__()
         self.shape = A.shape
         self.n = A.unknowns
-        M = A.to_sparse()
+        M = A.to_sparse().tocsc()
+        if not np.isfinite(M.data).all():
+            raise ValueError("A: the coarsest-grid operator holds NaN or inf")
+        scale = float(abs(M).max()) or 1.0
+        # null space = constants: every row sums to zero (and, A being symmetric, every column)
+        rowsum = np.abs(M @ np.ones(self.n)).max()
+        self.pinned = self.n > 1 and rowsum <= 1e-12 * scale * max(1, len(A.offsets))
+        if self.pinned:
+            M = M.tolil()
+            M[0, :] = 0
+            M[:, 0] = 0
+            M[0, 0] = scale
+            M = M.tocsc()
         self.lu = None
+        self.kind = "sparse LU"
         if self.n <= dense_max:
-            dense = M.toarray()
-            try:
-                inv = sla.inv(dense, check_finite=True)
-                if not np.isfinite(inv).all() or np.linalg.cond(dense) > 1e13:
-                    raise np.linalg.LinAlgError
-            except (np.linalg.LinAlgError, ValueError):
-                inv = np.linalg.pinv(dense)
-            self.register_buffer("inv", torch.from_numpy(inv))
-            self.kind = "dense inverse"
+            dense = torch.from_numpy(M.toarray())
+            symmetric = bool((dense - dense.T).abs().max() <= 1e-12 * scale)
+            L, info = torch.linalg.cholesky_ex(dense) if symmetric else (None, 1)
+            if int(info) == 0:
+                self.register_buffer("L", L)
+                self.kind = "dense Cholesky"
+            else:
+                LU, pivots, info = torch.linalg.lu_factor_ex(dense)
+                d = LU.diagonal().abs()
+                if int(info) != 0 or float(d.min()) <= 1e-14 * float(d.max()):
+                    raise ValueError(
+                        f"A: the coarsest-grid operator ({self.n} unknowns) is singular; "
+                        "add a zero-order term or coarsen less (max_coarse)"
+                    )
+                self.register_buffer("LU", LU)
+                self.register_buffer("pivots", pivots)
+                self.kind = "dense LU"
         else:
-            self.inv = None
-            self.lu = spla.splu(M.tocsc())
-            self.kind = "sparse LU"
+            try:
+                self.lu = spla.splu(M, permc_spec="MMD_AT_PLUS_A")
+            except RuntimeError as e:  # "Factor is exactly singular"
+                raise ValueError(
+                    f"A: the coarsest-grid operator ({self.n} unknowns) is singular ({e})"
+                ) from None
 
     def forward(self, r: Tensor) -> Tensor:
         flat = r.reshape(r.shape[0], self.n)
-        if self.inv is not None:
-            return (flat @ self.inv.T).reshape(r.shape)
-        x = self.lu.solve(flat.detach().cpu().double().numpy().T).T
-        return torch.from_numpy(np.ascontiguousarray(x)).to(r).reshape(r.shape)
+        if self.pinned:
+            flat = flat - flat.mean(dim=1, keepdim=True)
+            flat[:, 0] = 0
+        if self.lu is not None:
+            x = self.lu.solve(flat.detach().cpu().double().numpy().T).T
+            x = torch.from_numpy(np.ascontiguousarray(x)).to(r)
+        elif self.kind == "dense Cholesky":
+            x = torch.cholesky_solve(flat.T, self.L).T
+        else:
+            x = torch.linalg.lu_solve(self.LU, self.pivots, flat.T).T
+        if self.pinned:
+            x = x - x.mean(dim=1, keepdim=True)
+        return x.reshape(r.shape)
 
     def extra_repr(self) -> str:
         return f"B = A^-1 ({self.kind}, {self.n} unknowns)"

@@ -8,8 +8,11 @@ shaped (batch, 1, *grid).
 
 from __future__ import annotations
 
+import math
+import warnings
 from collections.abc import Sequence
 
+import numpy as np
 import scipy.sparse as sp
 import torch
 from torch import Tensor, nn
@@ -19,6 +22,8 @@ from mgnet.stencils import kernels
 from mgnet.stencils.operators import StencilOperator
 
 __all__ = [
+    "SparseTransfer",
+    "operator_interpolation_matrix",
     "FullWeighting",
     "Interpolation",
     "Injection",
@@ -282,3 +287,127 @@ def interpolation_matrix(fine_shape: Sequence[int], bc: str = "dirichlet") -> sp
 def restriction_matrix(fine_shape: Sequence[int], bc: str = "dirichlet") -> sp.csr_matrix:
     """R = P^T / 2^d, full weighting, as a sparse matrix."""
     return (interpolation_matrix(fine_shape, bc).T / 2 ** len(fine_shape)).tocsr()
+
+
+# ------------------------------------------------------ operator-dependent interpolation
+def _stencil_arrays(A) -> dict[tuple[int, ...], np.ndarray]:
+    """{offset: coefficient over the grid} of a stencil operator (numbers broadcast)."""
+    out = {}
+    for k, o in enumerate(A.offsets):
+        c = A.coefficient(k)
+        c = c.detach().cpu().double().numpy() if isinstance(c, Tensor) else float(c)
+        out[o] = np.broadcast_to(np.asarray(c, dtype=np.float64), A.shape)
+    return out
+
+
+def _collapsed(coef: dict, k: int, s: int, zero: np.ndarray) -> np.ndarray:
+    """sum over t of the 2D stencil coefficient at offset s along axis k, t along the other."""
+    return sum(coef.get(tuple(s if a == k else t for a in range(2)), zero) for t in (-1, 0, 1))
+
+
+def operator_interpolation_matrix(A) -> sp.csr_matrix:
+    """P^l_{l+1} built from the operator A^l (black-box multigrid, after Dendy), as a sparse
+    matrix (fine unknowns x coarse unknowns, C order), in 1D and 2D.
+
+    The coarse grid is the usual one (every second node). A fine node that is a coarse node
+    takes the coarse value. In 2D a node between two coarse nodes along axis k takes
+    w_- e_- + w_+ e_+ with w_+- = -a_+- / a_0, where a_-, a_0, a_+ are A's stencil collapsed
+    (summed) across the other axis: the weights follow the fluxes, so a jump of the
+    coefficient between the two coarse nodes moves the interpolant towards the side that
+    conducts. Every remaining node (in 1D the nodes between two coarse nodes, in 2D the
+    cell centres) solves its own row of A u = 0 for the values just interpolated around
+    it: P_F = -D_F^-1 A_{F,:} P. For the constant Laplacian this is exactly linear
+    interpolation; for -div(a grad) with a jumping a it keeps the flux continuous.
+    """
+    shape, bc = tuple(A.shape), A.bc
+    d = len(shape)
+    if d not in (1, 2):
+        raise ValueError(f"A: operator-dependent interpolation is built in 1D and 2D, got {d}D")
+    cs = coarse_shape(shape, bc)
+    if cs is None:
+        raise ValueError(f"A: shape {shape} cannot be coarsened with bc={bc!r}")
+    periodic = bc == "periodic"
+    p = 0 if periodic else 1  # coarse nodes sit on fine indices p, p + 2, ...
+    coef = _stencil_arrays(A)
+    zero = np.zeros(shape)
+    fine = np.arange(math.prod(shape)).reshape(shape)
+    coarse = np.arange(math.prod(cs)).reshape(cs)
+    grids = np.meshgrid(*[np.arange(n) for n in shape], indexing="ij")
+    on_coarse = [(g - p) % 2 == 0 for g in grids]
+    rows, cols, vals = [], [], []
+    C = np.logical_and.reduce(on_coarse)
+    rows.append(fine[C])
+    cols.append(coarse[tuple((g[C] - p) // 2 for g in grids)])
+    vals.append(np.ones(int(C.sum())))
+    if d == 2:
+        for k in range(2):  # nodes between two coarse nodes along axis k
+            other = 1 - k
+            sel = ~on_coarse[k] & on_coarse[other]
+
+            a0 = _collapsed(coef, k, 0, zero)[sel]
+            if not bool((a0 > 0).all()):
+                raise ValueError(
+                    "A: operator-dependent interpolation needs a positive collapsed "
+                    "diagonal (an M-matrix-like stencil, e.g. -div(a grad u) + c u, c >= 0)"
+                )
+            for s in (-1, 1):
+                ik = grids[k][sel] + s
+                valid = np.ones(ik.shape, dtype=bool) if periodic else (ik >= 0) & (ik < shape[k])
+                ik = ik % shape[k]
+                idx = [None, None]
+                idx[k] = (ik - p) // 2
+                idx[other] = (grids[other][sel] - p) // 2
+                w = -_collapsed(coef, k, s, zero)[sel] / a0
+                rows.append(fine[sel][valid])
+                cols.append(coarse[idx[0][valid], idx[1][valid]])
+                vals.append(w[valid])
+    n, m = math.prod(shape), math.prod(cs)
+    P0 = sp.csr_matrix(
+        (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(n, m)
+    )
+    rest = ~np.logical_or.reduce([C] + ([~on_coarse[0] ^ ~on_coarse[1]] if d == 2 else []))
+    F = fine[rest]
+    M = A.to_sparse().tocsr()
+    D = M.diagonal()[F]
+    if not bool((D > 0).all()):
+        raise ValueError("A: operator-dependent interpolation needs a positive diagonal")
+    PF = -(sp.diags(1.0 / D) @ M[F] @ P0)
+    scatter = sp.csr_matrix((np.ones(len(F)), (F, np.arange(len(F)))), shape=(n, len(F)))
+    P = (P0 + scatter @ PF).tocsr()
+    P.eliminate_zeros()
+    return P
+
+
+class SparseTransfer(nn.Module):
+    """R or P given as a sparse matrix M: x on the grid ``in_shape`` -> M x on ``out_shape``.
+
+    The operator-dependent transfers of :func:`operator_interpolation_matrix` (P) and their
+    transposes (R = P^T / 2^d) run through this module: M is a torch CSR buffer, so it
+    moves with ``.to(device, dtype)``; tensors are (batch, 1, *grid).
+    """
+
+    def __init__(self, M: sp.spmatrix, in_shape: Sequence[int], out_shape: Sequence[int]) -> None:
+        super().__init__()
+        self.in_shape = tuple(in_shape)
+        self.out_shape = tuple(out_shape)
+        M = sp.csr_matrix(M)
+        if M.shape != (math.prod(self.out_shape), math.prod(self.in_shape)):
+            raise ValueError(f"M: shape {M.shape} does not map {self.in_shape} to {self.out_shape}")
+        self.nnz = M.nnz
+        with warnings.catch_warnings():  # "sparse CSR support is in beta": it is used as documented
+            warnings.simplefilter("ignore", UserWarning)
+            csr = torch.sparse_csr_tensor(
+                torch.from_numpy(M.indptr.astype(np.int64)),
+                torch.from_numpy(M.indices.astype(np.int64)),
+                torch.from_numpy(M.data.astype(np.float64)),
+                size=M.shape,
+            )
+        self.register_buffer("M", csr)
+
+    def forward(self, x: Tensor) -> Tensor:
+        flat = x.reshape(x.shape[0], -1)
+        y = (self.M @ flat.T.contiguous()).T
+        return y.reshape(x.shape[0], x.shape[1], *self.out_shape)
+
+    def extra_repr(self) -> str:
+        return f"sparse {self.out_shape} <- {self.in_shape}, nnz={self.nnz}"
