@@ -297,33 +297,6 @@ def stencil(u, f, out, B, n0, n1, n2, gsrc, gkind, gc, gv, cv, sg, periodic, fus
                 _stencil_row(u, f, out, ob, b, i0, i1, n0, n1, n2, st)
 
 
-@_jit
-def colour_update(
-    u, f, plane, B, n0, n1, n2, gsrc, gkind, gc, gv, cv, sg, periodic, fused, parity, s, sv, use_sv
-):
-    """u <- u + s (f - A u) on the nodes with (i0 + i1 + i2) % 2 == parity, in place.
-
-    Exact for a stencil that couples a node only to its axis neighbours: the nodes of one
-    colour are then coupled only to nodes of the other, which this sweep leaves alone.
-    ``s`` is the scale of every updated node, or ``sv`` (a grid) when ``use_sv``. The
-    residual of row i1 goes to ``plane`` (n1 * n2 numbers) at i1 * n2."""
-    st = (gsrc, gkind, gc, gv, cv, sg, periodic, fused)
-    for b in range(B):
-        for i0 in range(n0):
-            for i1 in range(n1):
-                rb = i1 * n2
-                _stencil_row(u, f, plane, rb, b, i0, i1, n0, n1, n2, st)
-                ub = ((b * n0 + i0) * n1 + i1) * n2
-                j0 = (parity + i0 + i1) % 2
-                if use_sv:
-                    cb = (i0 * n1 + i1) * n2
-                    for j in range(j0, n2, 2):
-                        u[_u(ub + j)] += sv[_u(cb + j)] * plane[_u(rb + j)]
-                else:
-                    for j in range(j0, n2, 2):
-                        u[_u(ub + j)] += s * plane[_u(rb + j)]
-
-
 @_inline
 def _write_plane(u, ub, planes, pb, count):
     for j in range(count):
@@ -429,72 +402,6 @@ def restrict(x, out, B, n0, n1, n2, m0, m1, m2, modes, w):
             _restrict_plane(x, pbase, w0, t0, n1, n2, out, ob, m1, m2, modes, w, idx1, w1)
 
 
-@_jit
-def residual_restrict(
-    u,
-    f,
-    out,
-    ring,
-    B,
-    n0,
-    n1,
-    n2,
-    m0,
-    m1,
-    m2,
-    gsrc,
-    gkind,
-    gc,
-    gv,
-    cv,
-    sg,
-    periodic,
-    fused,
-    modes,
-    w,
-):
-    """out = R (f - A u) without storing f - A u: the residual of the (at most three) fine
-    planes a coarse plane needs is computed into ``ring`` (3 planes) just before."""
-    st = (gsrc, gkind, gc, gv, cv, sg, periodic, fused)
-    plane = n1 * n2
-    idx0 = np.empty(3, np.int64)
-    idx1 = np.empty(3, np.int64)
-    slots = np.empty(3, np.int64)
-    pbase = np.empty(3, np.int64)
-    held = np.empty(3, np.int64)
-    w0 = np.empty(3, u.dtype)
-    w1 = np.empty(3, u.dtype)
-    for b in range(B):
-        for s in range(3):
-            held[s] = -1
-        for I0 in range(m0):
-            t0 = _restrict_taps(I0, n0, modes[0], idx0, w0, w)
-            for a in range(t0):
-                slots[a] = -1
-                for s in range(3):
-                    if held[s] == idx0[a]:
-                        slots[a] = s
-            for a in range(t0):
-                if slots[a] >= 0:
-                    continue
-                for s in range(3):  # a slot that holds none of this coarse plane's planes
-                    free = True
-                    for a2 in range(t0):
-                        if slots[a2] == s:
-                            free = False
-                    if free:
-                        slots[a] = s
-                        break
-                p = idx0[a]
-                held[slots[a]] = p
-                for i1 in range(n1):
-                    _stencil_row(u, f, ring, slots[a] * plane + i1 * n2, b, p, i1, n0, n1, n2, st)
-            for a in range(t0):
-                pbase[a] = slots[a] * plane
-            ob = (b * m0 + I0) * m1 * m2
-            _restrict_plane(ring, pbase, w0, t0, n1, n2, out, ob, m1, m2, modes, w, idx1, w1)
-
-
 @_inline
 def _interp_taps(i, m, mode, idx, wt, w):
     """Coarse indices and weights that interpolate fine index i along an axis."""
@@ -546,30 +453,245 @@ def _interp_row_add(u, ub, src, eb, m, mode, h):
         u[_u(ub + 2 * m - 1)] += h * (src[_u(eb + m - 1)] + src[_u(eb)])
 
 
-@_jit
-def interpolate_add(u, e, row, B, n0, n1, n2, m0, m1, m, modes, w):
-    """u += P e, (bi/tri)linear interpolation added in place, one fine row at a time."""
-    idx0 = np.empty(2, np.int64)
-    idx1 = np.empty(2, np.int64)
-    w0 = np.empty(2, u.dtype)
-    w1 = np.empty(2, u.dtype)
+@_inline
+def _interp_plane(u, e, row, b, i0, n0, n1, n2, m0, m1, m, modes, w, idx0, w0, idx1, w1):
+    """u += P e on the fine plane i0: each fine row gets the 1D interpolation (along axis 2)
+    of the weighted sum of the (up to four) coarse rows that interpolate it."""
     h = w[1]
+    t0 = _interp_taps(i0, m0, modes[0], idx0, w0, w)
+    for i1 in range(n1):
+        t1 = _interp_taps(i1, m1, modes[1], idx1, w1, w)
+        ub = ((b * n0 + i0) * n1 + i1) * n2
+        if t0 == 1 and t1 == 1 and w0[0] == w[2] and w1[0] == w[2]:
+            eb = ((b * m0 + idx0[0]) * m1 + idx1[0]) * m
+            _interp_row_add(u, ub, e, eb, m, modes[2], h)
+            continue
+        for J in range(m):
+            row[_u(J)] = 0
+        for a in range(t0):
+            for c in range(t1):
+                rb = ((b * m0 + idx0[a]) * m1 + idx1[c]) * m
+                wc = w0[a] * w1[c]
+                for J in range(m):
+                    row[_u(J)] += wc * e[_u(rb + J)]
+        _interp_row_add(u, ub, row, 0, m, modes[2], h)
+
+
+@_inline
+def _colour_plane(u, f, plane, b, p, n0, n1, n2, st, parity, s, sv, use_sv):
+    """u <- u + s (f - A u) on the nodes of plane p with (p + i1 + i2) % 2 == parity."""
+    for i1 in range(n1):
+        rb = i1 * n2
+        _stencil_row(u, f, plane, rb, b, p, i1, n0, n1, n2, st)
+        ub = ((b * n0 + p) * n1 + i1) * n2
+        j0 = (parity + p + i1) % 2
+        if use_sv:
+            cb = (p * n1 + i1) * n2
+            for j in range(j0, n2, 2):
+                u[_u(ub + j)] += sv[_u(cb + j)] * plane[_u(rb + j)]
+        else:
+            for j in range(j0, n2, 2):
+                u[_u(ub + j)] += s * plane[_u(rb + j)]
+
+
+@_inline
+def _advance(
+    q,
+    done,
+    S,
+    interp,
+    u,
+    f,
+    e,
+    plane,
+    row,
+    b,
+    n0,
+    n1,
+    n2,
+    m0,
+    m1,
+    m2,
+    st,
+    modes,
+    w,
+    parities,
+    scales,
+    sv,
+    use_sv,
+    ia,
+    wa,
+    ib,
+    wb,
+):
+    """Run every stage k as far as plane min(q + S - 1 - k, n0 - 1): afterwards the last
+    stage is done on planes 0 .. q."""
+    for k in range(S):
+        tgt = min(q + S - 1 - k, n0 - 1)
+        while done[k] <= tgt:
+            if interp and k == 0:
+                _interp_plane(
+                    u, e, row, b, done[k], n0, n1, n2, m0, m1, m2, modes, w, ia, wa, ib, wb
+                )
+            else:
+                c = k - 1 if interp else k
+                _colour_plane(
+                    u, f, plane, b, done[k], n0, n1, n2, st, parities[c], scales[c], sv, use_sv
+                )
+            done[k] += 1
+
+
+@_jit
+def sweep(
+    u,
+    f,
+    e,
+    out,
+    plane,
+    ring,
+    row,
+    B,
+    n0,
+    n1,
+    n2,
+    m0,
+    m1,
+    m2,
+    gsrc,
+    gkind,
+    gc,
+    gv,
+    cv,
+    sg,
+    periodic,
+    fused,
+    modes,
+    w,
+    parities,
+    scales,
+    sv,
+    use_sv,
+    interp,
+    restrict,
+):
+    """Up to three things in one pass over memory, plane by plane along axis 0:
+
+    1. ``interp``: u += P e (e on the coarse grid m0 x m1 x m2);
+    2. the colour steps k = 0, 1, ...: u <- u + s_k (f - A u) on the nodes of parity
+       ``parities[k]`` (scale ``scales[k]``, or the grid ``sv`` when ``use_sv``), each
+       exact for a stencil with axis neighbours only (see :func:`_colour_plane`);
+    3. ``restrict``: out = R (f - A u) of the result (full weighting onto the coarse grid
+       m0 x m1 x m2), without storing the residual: the residual of the (at most three)
+       fine planes a coarse plane needs goes to ``ring`` just before.
+
+    Stage k may run on plane p once stage k - 1 is done on planes p - 1 .. p + 1 (it reads
+    them and writes plane p only), and the residual of plane p once the last stage is done
+    on p - 1 .. p + 1; so on a Dirichlet grid the stages run a plane or two apart while
+    the planes they touch are in cache. A periodic axis 0 couples plane 0 to the last
+    plane: there every stage covers the grid before the residual starts. ``plane`` holds
+    n1 * n2 numbers, ``ring`` 3 * n1 * n2, ``row`` m2."""
+    st = (gsrc, gkind, gc, gv, cv, sg, periodic, fused)
+    S = parities.shape[0] + 1 if interp else parities.shape[0]
+    done = np.zeros(S + 1, np.int64)
+    held = np.empty(3, np.int64)
+    slots = np.empty(3, np.int64)
+    pbase = np.empty(3, np.int64)
+    idx0 = np.empty(3, np.int64)
+    idx1 = np.empty(3, np.int64)
+    w0 = np.empty(3, u.dtype)
+    w1 = np.empty(3, u.dtype)
+    ia = np.empty(3, np.int64)
+    ib = np.empty(3, np.int64)
+    wa = np.empty(3, u.dtype)
+    wb = np.empty(3, u.dtype)
+    size = n1 * n2
     for b in range(B):
-        for i0 in range(n0):
-            t0 = _interp_taps(i0, m0, modes[0], idx0, w0, w)
-            for i1 in range(n1):
-                t1 = _interp_taps(i1, m1, modes[1], idx1, w1, w)
-                ub = ((b * n0 + i0) * n1 + i1) * n2
-                if t0 == 1 and t1 == 1 and w0[0] == w[2] and w1[0] == w[2]:
-                    eb = ((b * m0 + idx0[0]) * m1 + idx1[0]) * m
-                    _interp_row_add(u, ub, e, eb, m, modes[2], h)
+        for k in range(S):
+            done[k] = 0
+        for a in range(3):
+            held[a] = -1
+        for I0 in range(m0 if restrict else 0):
+            t0 = _restrict_taps(I0, n0, modes[0], idx0, w0, w)
+            for a in range(t0):
+                slots[a] = -1
+                for c in range(3):
+                    if held[c] == idx0[a]:
+                        slots[a] = c
+            for a in range(t0):
+                if slots[a] >= 0:
                     continue
-                for J in range(m):  # the weighted sum of the (up to four) coarse rows
-                    row[_u(J)] = 0
-                for a in range(t0):
-                    for c in range(t1):
-                        rb = ((b * m0 + idx0[a]) * m1 + idx1[c]) * m
-                        wc = w0[a] * w1[c]
-                        for J in range(m):
-                            row[_u(J)] += wc * e[_u(rb + J)]
-                _interp_row_add(u, ub, row, 0, m, modes[2], h)
+                for c in range(3):  # a slot that holds none of this coarse plane's planes
+                    free = True
+                    for a2 in range(t0):
+                        if slots[a2] == c:
+                            free = False
+                    if free:
+                        slots[a] = c
+                        break
+                p = idx0[a]
+                held[slots[a]] = p
+                q = n0 - 1 if periodic else min(p + 1, n0 - 1)
+                _advance(
+                    q,
+                    done,
+                    S,
+                    interp,
+                    u,
+                    f,
+                    e,
+                    plane,
+                    row,
+                    b,
+                    n0,
+                    n1,
+                    n2,
+                    m0,
+                    m1,
+                    m2,
+                    st,
+                    modes,
+                    w,
+                    parities,
+                    scales,
+                    sv,
+                    use_sv,
+                    ia,
+                    wa,
+                    ib,
+                    wb,
+                )
+                for i1 in range(n1):
+                    _stencil_row(u, f, ring, slots[a] * size + i1 * n2, b, p, i1, n0, n1, n2, st)
+            for a in range(t0):
+                pbase[a] = slots[a] * size
+            ob = (b * m0 + I0) * m1 * m2
+            _restrict_plane(ring, pbase, w0, t0, n1, n2, out, ob, m1, m2, modes, w, idx1, w1)
+        _advance(
+            n0 - 1,
+            done,
+            S,
+            interp,
+            u,
+            f,
+            e,
+            plane,
+            row,
+            b,
+            n0,
+            n1,
+            n2,
+            m0,
+            m1,
+            m2,
+            st,
+            modes,
+            w,
+            parities,
+            scales,
+            sv,
+            use_sv,
+            ia,
+            wa,
+            ib,
+            wb,
+        )

@@ -160,6 +160,20 @@ _NOT_FUSED, _CROSS2, _CROSS4, _BOX3 = range(4)
 # the weights (1/4, 1/2, 1) of R and P in each dtype
 _W = {dt: np.array([0.25, 0.5, 1.0], dtype=_NP[dt]) for dt in _DTYPES}
 _NO_GRID = {dt: np.zeros(1, dtype=_NP[dt]) for dt in _DTYPES}
+# the stencil arguments of a kernel call that uses no stencil (interpolation alone)
+_NO_STENCIL = {
+    dt: (
+        np.zeros((1, 2), dtype=np.int64),
+        np.zeros(1, dtype=np.int64),
+        np.zeros((1, 3), dtype=_NP[dt]),
+        np.zeros((1, 3), dtype=np.int64),
+        np.zeros(1, dtype=_NP[dt]),
+        _NP[dt](-1),
+        False,
+        0,
+    )
+    for dt in _DTYPES
+}
 
 
 class StencilData:
@@ -289,13 +303,9 @@ def stencil(op, u: Tensor, f: Tensor | None, out: Tensor) -> Tensor:
 
 def colour_update_(op, u: Tensor, f: Tensor, parity: int, scale: float | Tensor) -> Tensor:
     """u <- u + scale (f - A u) on the nodes with index sum % 2 == parity (red 0, black 1),
-    in place. Exact only for stencils with axis neighbours (``op.axis_neighbours``)."""
-    d = stencil_data(op, u.dtype)
-    plane = d.buffer("plane", d.shape3[1] * d.shape3[2])
-    s, sv, use = _scale(scale, d, u.dtype)
-    _compiled().colour_update(
-        _flat(u), _flat(f), plane, _batch(u, d.shape3), *d.shape3, *d.args(True), parity, s, sv, use
-    )
+    in place. Exact only for stencils with axis neighbours (``op.axis_neighbours``);
+    ``scale`` is a number or a grid (read at the nodes of this colour only)."""
+    sweep_(op, u, f, [(parity, scale)])
     return u
 
 
@@ -339,49 +349,109 @@ def restrict(fine_shape: tuple[int, ...], bc: str, x: Tensor, out: Tensor) -> Te
 
 def residual_restrict(op, u: Tensor, f: Tensor, out: Tensor) -> Tensor:
     """out = R (f - A u), full weighting of the residual, without storing the residual."""
-    d = stencil_data(op, u.dtype)
-    ring = d.buffer("ring", 3 * d.shape3[1] * d.shape3[2])
-    _compiled().residual_restrict(
-        _flat(u),
-        _flat(f),
-        _flat(out),
-        ring,
-        _batch(u, d.shape3),
-        *d.shape3,
-        *grid3(tuple(out.shape[2:])),
-        *d.args(True),
-        _modes(len(op.shape), op.bc),
-        _W[u.dtype],
-    )
+    sweep_(op, u, f, [], out=out)
     return out
 
 
 def interpolate_add_(fine_shape: tuple[int, ...], bc: str, u: Tensor, e: Tensor) -> Tensor:
     """u <- u + P e in place, linear interpolation from the coarse grid of ``fine_shape``."""
-    fine3, coarse3 = grid3(fine_shape), grid3(tuple(e.shape[2:]))
-    row = _row_buffer(coarse3[2], u.dtype)
-    _compiled().interpolate_add(
+    sweep_(None, u, None, [], e=e, fine=(tuple(fine_shape), bc))
+    return u
+
+
+def sweep_(
+    op,
+    u: Tensor,
+    f: Tensor | None,
+    steps: list[tuple[int, float | Tensor]],
+    e: Tensor | None = None,
+    out: Tensor | None = None,
+    fine: tuple[tuple[int, ...], str] | None = None,
+) -> Tensor:
+    """In one pass over u (see ``_compiled.sweep``): u += P e (when ``e`` is given), then
+    the colour steps u <- u + s (f - A u) on the nodes of each (parity, s) of ``steps`` in
+    order, then out = R (f - A u) (when ``out`` is given). Returns u.
+
+    A scale s is a number, or a grid read at the nodes of its colour only; the grids of
+    several steps are summed into one, so two steps of one parity must share their grid.
+    ``op`` may be None for the interpolation alone, with ``fine`` = (grid, bc)."""
+    dtype = u.dtype
+    npdt = _NP[dtype]
+    if op is None:
+        shape, bc = fine
+        shape3 = grid3(shape)
+        args = _NO_STENCIL[dtype]
+        d = None
+    else:
+        shape, bc = op.shape, op.bc
+        d = stencil_data(op, dtype)
+        shape3 = d.shape3
+        args = d.args(True)
+    coarse = e if e is not None else out
+    coarse3 = grid3(tuple(coarse.shape[2:])) if coarse is not None else (1, 1, 1)
+    parities = np.array([p for p, _ in steps], dtype=np.int64)
+    grids: dict[int, Tensor] = {}
+    if len({isinstance(sc, Tensor) for _, sc in steps}) > 1:
+        raise ValueError("steps: the scales must be all numbers or all grids")
+    for p, sc in steps:
+        if isinstance(sc, Tensor) and grids.setdefault(p, sc) is not sc:
+            raise ValueError("steps: two steps of one colour need the same scale grid")
+    if grids:
+        scales = np.zeros(len(steps), dtype=npdt)
+        sv = _grid_scale(d, list(grids.values()), dtype)
+    else:
+        scales = np.array([sc for _, sc in steps], dtype=npdt)
+        sv = _NO_GRID[dtype]
+    n12 = shape3[1] * shape3[2]
+    none = _NO_GRID[dtype]
+    _compiled().sweep(
         _flat(u),
-        _flat(e),
-        row,
-        _batch(u, fine3),
-        *fine3,
+        _flat(f) if f is not None else none,
+        _flat(e) if e is not None else none,
+        _flat(out) if out is not None else none,
+        d.buffer("plane", n12) if steps else none,
+        d.buffer("ring", 3 * n12) if out is not None else none,
+        _scratch("row", coarse3[2], dtype) if e is not None else _NO_GRID[dtype],
+        _batch(u, shape3),
+        *shape3,
         *coarse3,
-        _modes(len(fine_shape), bc),
-        _W[u.dtype],
+        *args,
+        _modes(len(shape), bc),
+        _W[dtype],
+        parities,
+        scales,
+        sv,
+        bool(grids),
+        e is not None,
+        out is not None,
     )
     return u
 
 
-_ROWS: dict = {}
+def _grid_scale(d: StencilData, grids: list[Tensor], dtype: torch.dtype) -> np.ndarray:
+    """The sum of the steps' scale grids (each zero off its colour), as a flat array in
+    ``dtype``, cached while the same tensors (unchanged) are passed."""
+    key = ("scale",) + tuple(id(g) for g in grids)
+    hit = d.buffers.get(key)  # (the tensors, their versions, the array)
+    versions = tuple(g._version for g in grids)
+    if hit is None or any(a is not b for a, b in zip(hit[0], grids)) or hit[1] != versions:
+        total = grids[0].detach().to("cpu", dtype).clone()
+        for g in grids[1:]:
+            total += g.detach().to("cpu", dtype)
+        hit = d.buffers[key] = (tuple(grids), versions, total.contiguous().numpy().reshape(-1))
+    return hit[2]
 
 
-def _row_buffer(n: int, dtype: torch.dtype) -> np.ndarray:
-    """A scratch row of n numbers (kernels run one at a time per thread: see below)."""
-    key = (n, dtype)
-    buf = _ROWS.get(key)
+_SCRATCH: dict = {}
+
+
+def _scratch(name: str, n: int, dtype: torch.dtype) -> np.ndarray:
+    """A scratch array of n numbers, shared by the kernels of this process (they run one at
+    a time on one thread: a solver's cycle calls them in sequence)."""
+    key = (name, n, dtype)
+    buf = _SCRATCH.get(key)
     if buf is None:
-        buf = _ROWS[key] = np.empty(n, dtype=_NP[dtype])
+        buf = _SCRATCH[key] = np.empty(n, dtype=_NP[dtype])
     return buf
 
 

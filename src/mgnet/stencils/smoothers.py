@@ -105,6 +105,15 @@ class ColoredJacobi(nn.Module):
     def forward(self, r: Tensor) -> Tensor:
         return r * self.scale
 
+    @property
+    def colour_step(self) -> tuple[int, float | Tensor] | None:
+        """(parity, scale) of this step for the compiled sweeps of
+        :mod:`mgnet.stencils.kernels` (scale: D^-1 as a number when constant, else the
+        masked grid), or None for a mask that is not a red-black colour."""
+        if self.parity is None:
+            return None
+        return self.parity, (self.scale if self.value is None else self.value)
+
     def update_(self, A: nn.Module, u: Tensor, f: Tensor) -> Tensor:
         """u <- u + M D^-1 (f - A u), in place: the cycle's step with this B, fused.
 
@@ -120,8 +129,7 @@ class ColoredJacobi(nn.Module):
             and u.shape == f.shape
         ):
             if A.compiled(u, f):
-                scale = self.scale if self.value is None else self.value
-                return kernels.colour_update_(A, u, f, self.parity, scale)
+                return kernels.colour_update_(A, u, f, *self.colour_step)
             return A.masked_update_(u, f, self.scale)
         return u.addcmul_(residual(A, u, f), self.scale)
 

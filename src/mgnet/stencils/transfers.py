@@ -110,6 +110,25 @@ class _GridTransfer(nn.Module):
         return torch.empty(*x.shape[:2], *self.coarse_shape, dtype=x.dtype, device=x.device)
 
 
+def _colour_steps(A, Bs, fine_shape, bc, u, f) -> list | None:
+    """[(parity, scale)] of red-black colour steps B (``colour_step``) on the stencil A of
+    this grid, when the compiled kernels can run them on (u, f); else None."""
+    if not (
+        isinstance(A, StencilOperator)
+        and A.shape == fine_shape
+        and A.bc == bc
+        and (A.axis_neighbours or not Bs)
+        and A.compiled(u, f)
+    ):
+        return None
+    steps = [getattr(B, "colour_step", None) for B in Bs]
+    if any(s is None for s in steps):
+        return None
+    if len({isinstance(s[1], Tensor) for s in steps}) > 1:
+        return None
+    return steps
+
+
 class FullWeighting(_GridTransfer):
     """R^{l+1}_l, full-weighting restriction: weights (1/4, 1/2, 1/4) per axis (sum 1)."""
 
@@ -155,6 +174,19 @@ class FullWeighting(_GridTransfer):
             return kernels.residual_restrict(A, u, f, self._coarse_empty(f))
         return self(residual(A, u, f))
 
+    def smooth_restrict_(
+        self, A: nn.Module, u: Tensor, f: Tensor, Bs: list[nn.Module]
+    ) -> Tensor | None:
+        """The smoothing steps u <- u + B_i (f - A u) in place, then R (f - A u), in one
+        pass over memory (the compiled CPU kernel); None when it cannot (the steps are not
+        red-black colour steps of this stencil, or the tensors are not the kernels')."""
+        steps = _colour_steps(A, Bs, self.fine_shape, self.bc, u, f)
+        if steps is None:
+            return None
+        out = self._coarse_empty(f)
+        kernels.sweep_(A, u, f, steps, out=out)
+        return out
+
     def extra_repr(self) -> str:
         return f"full weighting, fine_shape={self.fine_shape}, bc={self.bc}"
 
@@ -177,6 +209,19 @@ class Interpolation(_GridTransfer):
         if self._compiled(x, self.coarse_shape) and u.shape == fine and kernels.usable(u, x):
             return kernels.interpolate_add_(self.fine_shape, self.bc, u, x)
         return self._interpolate(x, u)
+
+    def add_to_smooth_(
+        self, u: Tensor, e: Tensor, A: nn.Module, f: Tensor, Bs: list[nn.Module]
+    ) -> Tensor | None:
+        """u <- u + P e, then the smoothing steps u <- u + B_i (f - A u), in place and in one
+        pass over memory (the compiled CPU kernel); None when it cannot (see
+        :meth:`FullWeighting.smooth_restrict_`)."""
+        steps = _colour_steps(A, Bs, self.fine_shape, self.bc, u, f)
+        if steps is None or not self._compiled(e, self.coarse_shape) or e.dtype != u.dtype:
+            return None
+        if e.shape[:2] != u.shape[:2]:
+            return None
+        return kernels.sweep_(A, u, f, steps, e=e)
 
     def _interpolate(self, x: Tensor, target: Tensor | None) -> Tensor:
         ax = self._scratch.view
