@@ -187,6 +187,64 @@ def _fused_row(u, f, out, ob, fb, s1, s2, s3, s4, n2, gc, fused, periodic):
         _fused_end(u, f, out, ob, fb, s1, s2, s3, s4, n2, gc, fused, periodic, n2 - 1)
 
 
+@_inline
+def _fused_sources(b, i0, i1, n0, n1, n2, gsrc, periodic):
+    """The offsets in u of the rows that the groups 1.. of a fused stencil read (group 0
+    is the row itself), or s1 = -1 when one of them lies outside the grid."""
+    s1 = s2 = s3 = s4 = 0
+    for g in range(1, gsrc.shape[0]):
+        t0 = _source(i0, gsrc[g, 0], n0, periodic)
+        t1 = _source(i1, gsrc[g, 1], n1, periodic)
+        if t0 < 0 or t1 < 0:
+            return -1, 0, 0, 0
+        sb = ((b * n0 + t0) * n1 + t1) * n2
+        if g == 1:
+            s1 = sb
+        elif g == 2:
+            s2 = sb
+        elif g == 3:
+            s3 = sb
+        else:
+            s4 = sb
+    return s1, s2, s3, s4
+
+
+@_inline
+def _fused_colour_row(u, f, ub, s1, s2, s3, s4, n2, gc, fused, j0, s):
+    """u[j] += s (f - A u)[j] for the nodes j = j0, j0 + 2, .. < n2 - 1 (j0 >= 1) of a row
+    of a 2D 5-point (CROSS2) or 3D 7-point (CROSS4) constant stencil, computing the
+    residual at those nodes only. They are coupled to nodes of the other colour only, so
+    the loop carries no dependence."""
+    cm, c0, cp = gc[0, 0], gc[0, 1], gc[0, 2]
+    a1, a2 = gc[1, 1], gc[2, 1]
+    count = (n2 - 1 - j0 + 1) // 2
+    if fused == CROSS2:
+        for jj in range(count):
+            j = j0 + 2 * jj
+            r = f[_u(ub + j)] + (
+                c0 * u[_u(ub + j)]
+                + cm * u[_u(ub + j - 1)]
+                + cp * u[_u(ub + j + 1)]
+                + a1 * u[_u(s1 + j)]
+                + a2 * u[_u(s2 + j)]
+            )
+            u[_u(ub + j)] += s * r
+    else:
+        a3, a4 = gc[3, 1], gc[4, 1]
+        for jj in range(count):
+            j = j0 + 2 * jj
+            r = f[_u(ub + j)] + (
+                c0 * u[_u(ub + j)]
+                + cm * u[_u(ub + j - 1)]
+                + cp * u[_u(ub + j + 1)]
+                + a1 * u[_u(s1 + j)]
+                + a2 * u[_u(s2 + j)]
+                + a3 * u[_u(s3 + j)]
+                + a4 * u[_u(s4 + j)]
+            )
+            u[_u(ub + j)] += s * r
+
+
 @_jit
 def _stencil_row(u, f, out, ob, b, i0, i1, n0, n1, n2, st):
     """out[ob:ob + n2] = f - A u (residual) or A u (otherwise) on the row (b, i0, i1).
@@ -200,23 +258,7 @@ def _stencil_row(u, f, out, ob, b, i0, i1, n0, n1, n2, st):
     fb = ((b * n0 + i0) * n1 + i1) * n2
     if fused != NOT_FUSED and residual:
         # all of the stencil in one loop (one store per node) when every row it reads exists
-        G = gsrc.shape[0]
-        s1 = s2 = s3 = s4 = 0
-        for g in range(1, G):
-            t0 = _source(i0, gsrc[g, 0], n0, periodic)
-            t1 = _source(i1, gsrc[g, 1], n1, periodic)
-            if t0 < 0 or t1 < 0:
-                s1 = -1
-                break
-            sb = ((b * n0 + t0) * n1 + t1) * n2
-            if g == 1:
-                s1 = sb
-            elif g == 2:
-                s2 = sb
-            elif g == 3:
-                s3 = sb
-            else:
-                s4 = sb
+        s1, s2, s3, s4 = _fused_sources(b, i0, i1, n0, n1, n2, gsrc, periodic)
         if s1 >= 0:
             _fused_row(u, f, out, ob, fb, s1, s2, s3, s4, n2, gc, fused, periodic)
             return
@@ -480,11 +522,24 @@ def _interp_plane(u, e, row, b, i0, n0, n1, n2, m0, m1, m, modes, w, idx0, w0, i
 @_inline
 def _colour_plane(u, f, plane, b, p, n0, n1, n2, st, parity, s, sv, use_sv):
     """u <- u + s (f - A u) on the nodes of plane p with (p + i1 + i2) % 2 == parity."""
+    gsrc, gkind, gc, gv, cv, sg, periodic, fused = st
     for i1 in range(n1):
         rb = i1 * n2
-        _stencil_row(u, f, plane, rb, b, p, i1, n0, n1, n2, st)
         ub = ((b * n0 + p) * n1 + i1) * n2
         j0 = (parity + p + i1) % 2
+        if fused != NOT_FUSED and fused != BOX3 and not use_sv:
+            s1, s2, s3, s4 = _fused_sources(b, p, i1, n0, n1, n2, gsrc, periodic)
+            if s1 >= 0:  # the interior nodes of the colour directly, then the two ends
+                _fused_colour_row(u, f, ub, s1, s2, s3, s4, n2, gc, fused, 2 - j0, s)
+                if j0 == 0:
+                    _fused_end(u, f, plane, rb, ub, s1, s2, s3, s4, n2, gc, fused, periodic, 0)
+                    u[_u(ub)] += s * plane[_u(rb)]
+                last = n2 - 1
+                if last > 0 and (last - j0) % 2 == 0:
+                    _fused_end(u, f, plane, rb, ub, s1, s2, s3, s4, n2, gc, fused, periodic, last)
+                    u[_u(ub + last)] += s * plane[_u(rb + last)]
+                continue
+        _stencil_row(u, f, plane, rb, b, p, i1, n0, n1, n2, st)
         if use_sv:
             cb = (p * n1 + i1) * n2
             for j in range(j0, n2, 2):
