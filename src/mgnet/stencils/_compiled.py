@@ -411,7 +411,7 @@ def _restrict_row_add(src, sb, n, dst, db, m, c, mode, w):
             )
 
 
-@_inline
+@_jit
 def _restrict_plane(src, pbase, w0, t0, n1, n2, out, ob, m1, m2, modes, w, idx1, w1):
     """out[ob:] (m1 x m2) = full weighting of the fine planes that start at src[pbase[a]]
     (n1 x n2 each; weights w0[a] across the planes)."""
@@ -495,7 +495,7 @@ def _interp_row_add(u, ub, src, eb, m, mode, h):
         u[_u(ub + 2 * m - 1)] += h * (src[_u(eb + m - 1)] + src[_u(eb)])
 
 
-@_inline
+@_jit
 def _interp_plane(u, e, row, b, i0, n0, n1, n2, m0, m1, m, modes, w, idx0, w0, idx1, w1):
     """u += P e on the fine plane i0: each fine row gets the 1D interpolation (along axis 2)
     of the weighted sum of the (up to four) coarse rows that interpolate it."""
@@ -519,7 +519,7 @@ def _interp_plane(u, e, row, b, i0, n0, n1, n2, m0, m1, m, modes, w, idx0, w0, i
         _interp_row_add(u, ub, row, 0, m, modes[2], h)
 
 
-@_inline
+@_jit
 def _colour_plane(u, f, plane, b, p, n0, n1, n2, st, parity, s, sv, use_sv):
     """u <- u + s (f - A u) on the nodes of plane p with (p + i1 + i2) % 2 == parity."""
     gsrc, gkind, gc, gv, cv, sg, periodic, fused = st
@@ -549,7 +549,7 @@ def _colour_plane(u, f, plane, b, p, n0, n1, n2, st, parity, s, sv, use_sv):
                 u[_u(ub + j)] += s * plane[_u(rb + j)]
 
 
-@_inline
+@_jit
 def _advance(
     q,
     done,
