@@ -93,6 +93,10 @@ def test_residual_and_apply_match_torch(name, dtype):
             r_ref, Au_ref = op.residual(u, f).clone(), op(u)
     _close(r, r_ref, dtype)
     _close(Au, Au_ref, dtype)
+    norms = op.residual_norm(u, f)
+    ref = r_ref.double().flatten(1).norm(dim=1)
+    assert norms.dtype == torch.float64 and norms.shape == (u.shape[0],)
+    assert float(((norms - ref).abs() / ref).max()) <= TOL[dtype]
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=["f64", "f32"])

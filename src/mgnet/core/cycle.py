@@ -384,9 +384,12 @@ class MgCycle(nn.Module):
             record.add(l, "start", 0, u, f, self.levels[l].A)
         last = l == self.depth - 1
         # the pre-smoothing and the restriction in one pass (FusedSmoothingRestriction)
-        fused = None if last or u is None else self._fusable(l, "pre", inplace)
-        f_c = None if fused is None else fused(self.levels[l].A, u, f, self._Bs(l, "pre"))
-        if f_c is None:
+        fused = None if last else self._fusable(l, "pre", inplace)
+        done = None if fused is None else fused(self.levels[l].A, u, f, self._Bs(l, "pre"))
+        f_c = None
+        if done is not None:
+            u, f_c = done
+        else:
             u = self.smooth(l, u, f, "pre", record, inplace)
         if last:
             if shape != "down":

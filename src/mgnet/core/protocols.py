@@ -129,17 +129,18 @@ class FusedRestriction(Protocol):
 class FusedSmoothingRestriction(Protocol):
     """An R^{l+1}_l that runs a level's pre-smoothing steps and the restriction of the
     result's residual together: ``smooth_restrict_(A, u, f, Bs)`` performs the steps
-    u <- u + B_i (f - A u), i = 1..k, in place and returns R (f - A u) of the result (a
-    fresh coarse tensor); or returns None, having written nothing, when it cannot fuse
+    u <- u + B_i (f - A u), i = 1..k, and returns ``(u, R (f - A u))`` of the result: u
+    updated in place (a fresh tensor when ``u`` is None, which stands for zero) and a
+    fresh coarse tensor; or returns None, having written nothing, when it cannot fuse
     these B (the cycle then runs the steps and restricts one by one).
 
-    Guarantees: u and the returned data equal those of the steps run one by one and then
+    Guarantees: u and the coarse data equal those of the steps run one by one and then
     ``R(residual(A, u, f))``, up to rounding; ``f`` is never written.
     """
 
     def smooth_restrict_(
-        self, A: nn.Module, u: Tensor, f: Tensor, Bs: list[nn.Module]
-    ) -> Tensor | None: ...
+        self, A: nn.Module, u: Tensor | None, f: Tensor, Bs: list[nn.Module]
+    ) -> tuple[Tensor, Tensor] | None: ...
 
 
 @runtime_checkable

@@ -12,7 +12,9 @@ call these kernels where they can, so the cycle stays the one of :mod:`mgnet.cor
   wait in a buffer until the next plane no longer reads the old ones);
 * ``restrict`` and ``residual_restrict``: R x, and R (f - A u) without storing f - A u
   (the residual of the three fine planes a coarse plane needs is computed just before);
-* ``interpolate_add_``: u <- u + P e in place.
+* ``interpolate_add_``: u <- u + P e in place;
+* ``residual_norms``: ||f - A u|| per sample without storing f - A u (the solver's
+  convergence test).
 
 They cover 1D, 2D and 3D grids, Dirichlet and periodic boundaries, constant and variable
 coefficients, float32 and float64. They are compiled by numba (``cache=True``: the first
@@ -50,6 +52,7 @@ __all__ = [
     "enabled",
     "interpolate_add_",
     "jacobi_update_",
+    "residual_norms",
     "residual_restrict",
     "restrict",
     "stencil",
@@ -307,6 +310,17 @@ def colour_update_(op, u: Tensor, f: Tensor, parity: int, scale: float | Tensor)
     ``scale`` is a number or a grid (read at the nodes of this colour only)."""
     sweep_(op, u, f, [(parity, scale)])
     return u
+
+
+def residual_norms(op, u: Tensor, f: Tensor) -> Tensor:
+    """||f - A u|| per sample (the 2-norm over all but the batch axis), in float64, in one
+    pass over u and f that stores no residual."""
+    d = stencil_data(op, u.dtype)
+    B = _batch(u, d.shape3)
+    sq = np.empty(B, dtype=np.float64)
+    row = d.buffer("row", d.shape3[2])
+    _compiled().residual_sq(_flat(u), _flat(f), sq, row, B, *d.shape3, *d.args(True))
+    return torch.from_numpy(sq).reshape(u.shape[0], -1).sum(dim=1).sqrt_()
 
 
 def jacobi_update_(op, u: Tensor, f: Tensor, scale: float | Tensor) -> Tensor:

@@ -270,6 +270,14 @@ class StencilOperator(nn.Module):
             return kernels.stencil(self, u, f, self._out(f))
         return self._blocks(u, f, None)
 
+    def residual_norm(self, u: Tensor, f: Tensor) -> Tensor | None:
+        """||f - A u|| per sample (2-norm over all but the batch axis, float64) computed
+        without storing f - A u, by the compiled CPU kernel; None where it does not run
+        (the caller then forms the residual)."""
+        if not self.compiled(u, f):
+            return None
+        return kernels.residual_norms(self, u, f)
+
     def masked_update_(self, u: Tensor, f: Tensor, scale: Tensor) -> Tensor:
         """u <- u + scale * (f - A u) in place, one cache-sized block of rows at a time.
 

@@ -175,17 +175,19 @@ class FullWeighting(_GridTransfer):
         return self(residual(A, u, f))
 
     def smooth_restrict_(
-        self, A: nn.Module, u: Tensor, f: Tensor, Bs: list[nn.Module]
-    ) -> Tensor | None:
-        """The smoothing steps u <- u + B_i (f - A u) in place, then R (f - A u), in one
-        pass over memory (the compiled CPU kernel); None when it cannot (the steps are not
-        red-black colour steps of this stencil, or the tensors are not the kernels')."""
-        steps = _colour_steps(A, Bs, self.fine_shape, self.bc, u, f)
+        self, A: nn.Module, u: Tensor | None, f: Tensor, Bs: list[nn.Module]
+    ) -> tuple[Tensor, Tensor] | None:
+        """The smoothing steps u <- u + B_i (f - A u) in place (from zero when u is None),
+        then R (f - A u), in one pass over memory (the compiled CPU kernel): returns
+        (u, R (f - A u)); None when it cannot (the steps are not red-black colour steps of
+        this stencil, or the tensors are not the kernels')."""
+        steps = _colour_steps(A, Bs, self.fine_shape, self.bc, f if u is None else u, f)
         if steps is None:
             return None
+        u = torch.zeros_like(f) if u is None else u
         out = self._coarse_empty(f)
         kernels.sweep_(A, u, f, steps, out=out)
-        return out
+        return u, out
 
     def extra_repr(self) -> str:
         return f"full weighting, fine_shape={self.fine_shape}, bc={self.bc}"
