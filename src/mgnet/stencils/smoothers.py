@@ -99,8 +99,25 @@ class ColoredJacobi(nn.Module):
         scale = _inv_diag(A)
         # D^-1 at the nodes of the colour when it is one number (the compiled kernel's scale)
         self.value = None if isinstance(scale, Tensor) else float(scale)
-        scale = torch.as_tensor(scale, dtype=torch.float64)
-        self.register_buffer("scale", torch.where(mask, scale, torch.zeros((), dtype=scale.dtype)))
+        self.shape = tuple(A.shape)
+        # the 0-dim anchor carries the module's device and dtype for a grid built later
+        self.register_buffer("_anchor", torch.zeros((), dtype=torch.float64), persistent=False)
+        if self.value is not None and parity is not None:
+            # M D^-1 is built on first use: the compiled kernels never need the grid
+            self.register_buffer("_scale", None, persistent=False)
+        else:
+            scale = torch.as_tensor(scale, dtype=torch.float64)
+            zero = torch.zeros((), dtype=scale.dtype)
+            self.register_buffer("_scale", torch.where(mask, scale, zero), persistent=False)
+
+    @property
+    def scale(self) -> Tensor:
+        """M D^-1 as a grid (zero off the colour), on the module's device and dtype."""
+        if self._scale is None:
+            grid = torch.zeros(self.shape, dtype=self._anchor.dtype, device=self._anchor.device)
+            mask = _parity(self.shape).to(grid.device) == self.parity
+            self._scale = grid.masked_fill_(mask, self.value)
+        return self._scale
 
     def forward(self, r: Tensor) -> Tensor:
         return r * self.scale
