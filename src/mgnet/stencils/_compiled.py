@@ -753,15 +753,17 @@ def sweep(
 
 
 @_jit
-def residual_sq(u, f, out, row, B, n0, n1, n2, gsrc, gkind, gc, gv, cv, sg, periodic, fused):
-    """out[b] = sum of (f - A u)^2 over sample b, in float64, without storing f - A u."""
+def residual_sq(u, f, out, row, acc, B, n0, n1, n2, gsrc, gkind, gc, gv, cv, sg, periodic, fused):
+    """out[b] = sum of (f - A u)^2 over sample b, in float64, without storing f - A u; the
+    squares are summed per column into ``acc`` (n2 float64s), so the loop vectorizes."""
     st = (gsrc, gkind, gc, gv, cv, sg, periodic, fused)
     for b in range(B):
-        acc = 0.0
+        for j in range(n2):
+            acc[j] = 0.0
         for i0 in range(n0):
             for i1 in range(n1):
                 _stencil_row(u, f, row, 0 * b, b, i0, i1, n0, n1, n2, st)
                 for j in range(n2):
                     v = np.float64(row[_u(j)])
-                    acc += v * v
-        out[b] = acc
+                    acc[_u(j)] += v * v
+        out[b] = acc.sum()

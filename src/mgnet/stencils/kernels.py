@@ -319,7 +319,8 @@ def residual_norms(op, u: Tensor, f: Tensor) -> Tensor:
     B = _batch(u, d.shape3)
     sq = np.empty(B, dtype=np.float64)
     row = d.buffer("row", d.shape3[2])
-    _compiled().residual_sq(_flat(u), _flat(f), sq, row, B, *d.shape3, *d.args(True))
+    acc = _scratch("acc", d.shape3[2], torch.float64)
+    _compiled().residual_sq(_flat(u), _flat(f), sq, row, acc, B, *d.shape3, *d.args(True))
     return torch.from_numpy(sq).reshape(u.shape[0], -1).sum(dim=1).sqrt_()
 
 
