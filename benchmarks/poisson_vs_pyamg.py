@@ -158,9 +158,16 @@ def ours(prob, smoother="rbgs", nu=(1, 1)):
     return ml, u, t1 - t0, t2 - t1, len(res) - 1, factor(res)
 
 
+def progress(message: str) -> None:
+    """A line on stderr before each case, so a long run shows where it is."""
+    print(f"  .. {message}", file=sys.stderr, flush=True)
+
+
 def run_size(shape, args, bw):
     dim, n = len(shape), shape[0]
     N = math.prod(shape)
+    name = "x".join(map(str, shape))
+    progress(f"{name}: mgnet V(1,1)")
     prob = make_problem("poisson", dim, n)
     ours(make_problem("poisson", dim, 15))  # warm-up of torch's kernels
     ml, u, setup, solve, its, rho = ours(prob)
@@ -179,6 +186,7 @@ def run_size(shape, args, bw):
     bytes_min = 10 * 8 * N / (1 - 2.0**-dim)
     bound_s = bytes_min / bw
     # FMG: time to discretization accuracy
+    progress(f"{name}: mgnet FMG")
     t = time.perf_counter()
     ml2 = MultigridSolver(prob.A, device="cpu")
     uf = ml2.fmg(prob.f, cycles=2)
@@ -196,6 +204,7 @@ def run_size(shape, args, bw):
             ("PyAMG Ruge-Stuben", pyamg.ruge_stuben_solver),
             ("PyAMG smoothed aggr.", pyamg.smoothed_aggregation_solver),
         ):
+            progress(f"{name}: {label}")
             t0 = time.perf_counter()
             amg = build(A)
             t1 = time.perf_counter()
@@ -207,12 +216,13 @@ def run_size(shape, args, bw):
     if limit >= N and not args.no_spsolve:
         import scipy.sparse.linalg as spla
 
+        progress(f"{name}: scipy spsolve")
         t0 = time.perf_counter()
         spla.spsolve(A.tocsc(), b)
         rows.append(("scipy spsolve", time.perf_counter() - t0, float("nan"), 0, float("nan")))
     else:
         rows.append(("scipy spsolve", float("nan"), float("nan"), -1, float("nan")))
-    label = "x".join(map(str, shape))
+    label = name
     print(f"\n{dim}D Poisson {label} ({N:,} unknowns), tol {TOL:g}")
     print(f"  {'solver':<22}{'total s':>9}{'setup s':>9}{'iters':>7}{'factor':>8}{'vs mgnet':>10}")
     for name, tot, st, it, f in rows:

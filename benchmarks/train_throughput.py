@@ -279,6 +279,7 @@ def main(argv: list[str] | None = None) -> int:
     for variant in variants:
         ref = None
         for name in models:
+            print(f"  .. {name} {variant}", file=sys.stderr, flush=True)
             try:
                 row = measure(name, variant, device, batch, args.size, steps, warmup)
             except Exception as e:  # e.g. no compiler toolchain for torch.compile

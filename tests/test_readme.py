@@ -1,6 +1,10 @@
-"""The README's examples run as written: its python blocks (in order, one namespace) and its
-`mgnet ...` command lines (all parse with the real parser; the slow test runs them)."""
+"""The README's examples run as written: its python blocks (in order, one namespace; every
+`# -> LINE` comment is a line the block prints) and its `mgnet ...` command lines (all parse
+with the real parser; the slow test runs them); its table of parameter counts is the
+registry's."""
 
+import contextlib
+import io
 import re
 import shlex
 import subprocess
@@ -8,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from mgnet.cli import build_parser
 
@@ -15,13 +20,38 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 TEXT = README.read_text()
 
 
-def test_readme_python_blocks_run(tmp_path, monkeypatch):
+def test_readme_python_blocks_run_and_print_what_they_say(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     blocks = re.findall(r"```python\n(.*?)```", TEXT, re.S)
     assert blocks, "the README has no python example"
+    expected = [line for b in blocks for line in re.findall(r"^# -> (.*)$", b, re.M)]
+    # the iteration counts, factors, errors and parameter counts the README quotes
+    assert len(expected) >= 6
     namespace: dict = {}
-    for block in blocks:
-        exec(compile(block, str(README), "exec"), namespace)
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        for block in blocks:
+            exec(compile(block, str(README), "exec"), namespace)
+    printed = iter(out.getvalue().splitlines())
+    for line in expected:  # in order: each quoted line is printed, after the one before
+        assert any(p == line for p in printed), f"the README says {line!r}; not printed"
+
+
+def test_readme_parameter_table_is_the_registry():
+    """Every count in the Models table, e.g. `8,278,794 (10 classes), 8,301,924 (100)`,
+    is what the registry builds (counted on the meta device)."""
+    from mgnet.models import count_parameters, create_model
+
+    rows = re.findall(r"^\| `(\w+)`.*\| ([^|]*[\d,]{7,}[^|]*) \|$", TEXT, re.M)
+    assert {name for name, _ in rows} >= {"mgnet_cifar", "mgnet_imagenet", "resnet18"}
+    checked = 0
+    for name, cell in rows:
+        for count, classes in re.findall(r"([\d,]{7,})(?: \((\d+)(?: classes)?\))?", cell):
+            with torch.device("meta"):
+                model = create_model(name, num_classes=int(classes) if classes else None)
+            assert f"{count_parameters(model):,}" == count, (name, classes)
+            checked += 1
+    assert checked >= 7
 
 
 def readme_commands() -> list[str]:
@@ -50,7 +80,10 @@ def test_readme_shows_every_subcommand():
 
 @pytest.mark.parametrize("line", COMMANDS)
 def test_readme_command_parses(line):
-    build_parser().parse_args(shlex.split(line)[1:])
+    try:
+        build_parser().parse_args(shlex.split(line)[1:])
+    except SystemExit as e:  # --help and --version print and exit 0
+        assert e.code == 0 and ("--help" in line or "--version" in line), line
 
 
 @pytest.mark.slow

@@ -1,5 +1,5 @@
-"""The recipes in configs/: every one is a valid `mgnet train` config, the paper recipe
-holds the published hyper-parameters, and flags override a recipe."""
+"""The recipes shipped in mgnet/configs/: every one is a valid `mgnet train` config, the
+paper recipe holds the published hyper-parameters, and flags override a recipe."""
 
 from __future__ import annotations
 
@@ -9,19 +9,24 @@ from pathlib import Path
 import pytest
 
 from mgnet.train import TrainConfig, load_recipe
+from mgnet.train.config import list_recipes
 from test_data_vision import write_cifar  # tests/ is on sys.path (pytest prepend mode)
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+CONFIGS = Path(__file__).resolve().parents[1] / "src" / "mgnet" / "configs"
 RECIPES = sorted(CONFIGS.glob("*.yaml"))
 
 
 def test_the_four_recipes_exist():
-    assert {p.stem for p in RECIPES} >= {
-        "cifar10_mgnet_paper",
-        "cifar100_mgnet_paper",
-        "imagenet_mgnet_paper",
-        "cifar10_fast",
-    }
+    assert (
+        {p.stem for p in RECIPES}
+        == set(list_recipes())
+        >= {
+            "cifar10_mgnet_paper",
+            "cifar100_mgnet_paper",
+            "imagenet_mgnet_paper",
+            "cifar10_fast",
+        }
+    )
 
 
 @pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.stem)

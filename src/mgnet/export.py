@@ -28,16 +28,23 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from mgnet.constants import EXPORT_FORMATS
+from mgnet.errors import MgNetError, first_line
+
 __all__ = [
     "EXPORT_FORMATS",
+    "ExportError",
     "ExportResult",
     "export_model",
     "model_from_checkpoint",
     "run_exported",
 ]
 
-EXPORT_FORMATS = ("onnx", "torchscript")
 _SUFFIX = {"onnx": ".onnx", "torchscript": ".pt"}
+
+
+class ExportError(MgNetError, RuntimeError):
+    """The exported file could not be written, or does not compute PyTorch's logits."""
 
 
 @dataclass(frozen=True)
@@ -84,11 +91,6 @@ def _check_args(
             f"accepted: (batch, {in_channels}, ...)"
         )
     return Path(path), shape
-
-
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return (text.splitlines()[0] if text else type(e).__name__)[:240]
 
 
 def _export_onnx(model: nn.Module, example: Tensor, path: Path, opset: int | None) -> None:
@@ -171,7 +173,7 @@ def export_model(
             net(example)
     except (RuntimeError, ValueError) as e:
         raise ValueError(
-            f"input_shape: the model cannot take a {shape} input ({_first_line(e)})"
+            f"input_shape: the model cannot take a {shape} input ({first_line(e, 240)})"
         ) from None
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
@@ -184,8 +186,8 @@ def export_model(
                     traced = torch.jit.trace(net, (example,), check_trace=False)
                 traced.save(str(path))
     except Exception as e:
-        raise RuntimeError(
-            f"export: writing {format} to {str(path)!r} failed ({_first_line(e)})"
+        raise ExportError(
+            f"export: writing {format} to {str(path)!r} failed ({first_line(e, 240)})"
         ) from None
 
     diff = None
@@ -196,13 +198,13 @@ def export_model(
         got = run_exported(path, x, format)
         if got is not None:
             if got.shape != expected.shape:
-                raise RuntimeError(
+                raise ExportError(
                     f"export: {str(path)!r} returns shape {tuple(got.shape)}, PyTorch "
                     f"{tuple(expected.shape)}"
                 )
             diff = float((got - expected).abs().max())
             if not diff <= atol:
-                raise RuntimeError(
+                raise ExportError(
                     f"export: {str(path)!r} differs from PyTorch by {diff:.3g} > atol={atol}"
                 )
     return ExportResult(path, format, shape, diff)

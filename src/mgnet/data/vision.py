@@ -55,6 +55,8 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset, Subset
 
+from mgnet.errors import DownloadError
+
 __all__ = [
     "VisionSpec",
     "VISION_DATASETS",
@@ -553,7 +555,7 @@ def _download(spec: VisionSpec, fetch: Callable[[], Any]) -> None:
     try:
         fetch()
     except Exception as e:
-        raise RuntimeError(f"download: fetching {spec.title} failed ({_first_line(e)})") from None
+        raise DownloadError(f"download: fetching {spec.title} failed ({_first_line(e)})") from None
 
 
 _READERS: dict[str, Callable[[VisionSpec, Path, bool], dict[str, Any]]] = {

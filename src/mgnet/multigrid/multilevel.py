@@ -21,14 +21,15 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from mgnet.constants import CYCLES, PRECISIONS
 from mgnet.core import Level, MgCycle, Step, Transfer, residual
 from mgnet.device import resolve_device
+from mgnet.errors import DivergenceError
 
 __all__ = ["MultilevelSolver", "PRECISIONS", "SolveInfo", "SolverLevel", "STOP_REASONS"]
 
 log = logging.getLogger(__name__)
 
-PRECISIONS = ("float64", "float32", "mixed")
 STOP_REASONS = ("converged", "maxiter", "stagnated", "diverged", "breakdown")
 _WHY = {
     "maxiter": "maxiter reached",
@@ -86,7 +87,8 @@ class SolveInfo:
     reason: why it stopped, one of ``STOP_REASONS``: ``"converged"``; ``"maxiter"`` (the
         iteration budget ran out); ``"stagnated"`` (three iterations without a 5%
         reduction while below the initial residual: the precision floor);
-        ``"diverged"`` (the residual became non-finite, or grew past the initial one);
+        ``"diverged"`` (the residual grew past the initial one; one that becomes NaN or inf
+        raises :class:`mgnet.errors.DivergenceError` instead of returning garbage);
         ``"breakdown"`` (CG met p^T A p <= 0 or r^T M r <= 0: A or the preconditioner is
         not positive definite).
     residuals: ||b - A x|| (2-norm, the largest over a batch) at the start and after every
@@ -310,10 +312,11 @@ class MultilevelSolver:
         amax = b.flatten(1).abs().amax(dim=1).double()
         if x is not None:
             amax = torch.maximum(amax, x.flatten(1).abs().amax(dim=1).double())
-        s = _pow2(amax)
-        if bool((s == 1).all()):
+        # where nothing can over- or underflow the scaling changes no bit: skip its passes
+        lo, hi = (2.0**-400, 2.0**400) if self.dtype == torch.float64 else (2.0**-60, 2.0**60)
+        if bool((((amax >= lo) & (amax <= hi)) | (amax == 0)).all()):
             return None
-        return s
+        return _pow2(amax)
 
     def _release(self) -> None:
         """Let the operators drop their views of this call's iterates."""
@@ -341,7 +344,7 @@ class MultilevelSolver:
     # ------------------------------------------------------------------------ solve
     @staticmethod
     def _check(cycle: str, tol: float, maxiter: int, accel: str | None = None) -> None:
-        if cycle not in ("V", "W", "F"):
+        if cycle not in CYCLES:
             raise ValueError(f"cycle: {cycle!r} is not one of V, W, F (use fmg() for FMG)")
         if accel not in (None, "cg"):
             raise ValueError(f"accel: {accel!r} is not one of None, 'cg'")
@@ -380,7 +383,9 @@ class MultilevelSolver:
                 in the caller's type and shape (a copy for NumPy callers).
 
         Returns x in float64 (float32 for ``precision="float32"``). ``self.info`` says how
-        it ended (:class:`SolveInfo`); a solve that did not reach ``tol`` is logged.
+        it ended (:class:`SolveInfo`); a solve that did not reach ``tol`` is logged (a
+        warning when it diverged or CG broke down). A residual that becomes NaN or inf raises
+        :class:`mgnet.errors.DivergenceError`.
         """
         self._check(cycle, tol, maxiter, accel)
         if accel == "cg":
@@ -417,6 +422,15 @@ class MultilevelSolver:
                 f"b has {b.shape[0]} of {tuple(b.shape[1:])}"
             )
 
+    def _diverged(self, iterations: int, history: list[float]) -> None:
+        """The residual became NaN or inf: the iterate is garbage, so nothing is returned."""
+        self.info = SolveInfo(iterations, False, "diverged", history)
+        self._release()
+        raise DivergenceError(
+            f"solve: the residual became {history[-1]} after {iterations} iterations; the "
+            "cycle diverges for this operator and smoother"
+        )
+
     def _finish(self, what: str, residuals: list | None, warn: bool = True) -> None:
         self._release()
         if residuals is not None:
@@ -425,7 +439,8 @@ class MultilevelSolver:
             h = self.info.residuals
             rel = h[-1] / h[0] if h and h[0] > 0 else float("nan")
             why = _WHY.get(self.info.reason, self.info.reason)
-            log.warning(
+            serious = self.info.reason in ("diverged", "breakdown")
+            (log.warning if serious else log.info)(
                 "%s: stopped after %d iterations without reaching the tolerance: %s "
                 "(residual %.3g of the initial)",
                 what,
@@ -478,10 +493,9 @@ class MultilevelSolver:
             r = residual(A, x, b) if mixed else None
             new = _norms(r) if mixed else _residual_norms(A, x, b)
             history.append(float((new * unscale).max()))
-            report(x)
             if not bool(torch.isfinite(new).all()):
-                reason = "diverged"
-                break
+                self._diverged(done + it, history)
+            report(x)
             # no 5% progress over three iterations: the precision floor, or divergence
             stalled = stalled + 1 if float((new / rn).max()) > 0.95 else 0
             rn = new
@@ -617,12 +631,11 @@ class MultilevelSolver:
             it += 1
             rn = _norms(r)
             history.append(float((rn * unscale).max()))
+            if not bool(torch.isfinite(rn).all()):
+                self._diverged(it, history)
             if callback is not None:
                 xs = x if s is None else x * s.to(x).view(view)
                 callback(self._output(xs.clone(), numpy_like, given))
-            if not bool(torch.isfinite(rn).all()):
-                reason = "diverged"
-                break
             z = self._precondition(r, cycle)
             rz_new = _dot(r, z)
             beta = torch.where(active & (rz != 0), rz_new / torch.where(rz != 0, rz, 1), 0)
@@ -637,7 +650,7 @@ class MultilevelSolver:
     def pcg(self, b, x0=None, tol: float = 1e-8, maxiter: int = 50, residuals=None, cycle="V"):
         """``solve(..., accel="cg")``: conjugate gradients preconditioned by one cycle."""
         return self.solve(
-            b, x0, tol=tol, maxiter=maxiter, cycle=cycle, accel="cg", residuals=residuals
+            b, x0=x0, tol=tol, maxiter=maxiter, cycle=cycle, accel="cg", residuals=residuals
         )
 
     # ------------------------------------------------------------------------ SciPy

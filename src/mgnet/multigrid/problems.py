@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from mgnet.constants import DIMS, PROBLEMS
 from mgnet.stencils import (
     NonlinearOperator,
     StencilOperator,
@@ -34,7 +35,6 @@ from mgnet.stencils import (
 
 __all__ = ["Problem", "make_problem", "PROBLEMS"]
 
-PROBLEMS = ("poisson", "anisotropic", "diffusion", "nonlinear")
 ANISOTROPY = (1.0, 0.1, 0.1)
 
 
@@ -63,7 +63,7 @@ def make_problem(name: str, dim: int = 2, n: int = 63) -> Problem:
     """The model problem ``name`` (one of PROBLEMS) on n^dim interior nodes, in float64."""
     if name not in PROBLEMS:
         raise ValueError(f"problem: {name!r} is not one of {', '.join(PROBLEMS)}")
-    if dim not in (1, 2, 3):
+    if dim not in DIMS:
         raise ValueError(f"dim: must be 1, 2 or 3, got {dim}")
     if n < 1:
         raise ValueError(f"n: must be a positive grid size, got {n}")

@@ -8,7 +8,7 @@ it, and where a symmetric cycle is needed (the CG preconditioner) it runs the
 post-smoothing as the pre-smoothing steps in reverse order. A learned per-level
 convolution, a zebra line Gauss-Seidel or anything else that maps a residual to a
 correction plugs in this way without touching the solver; the names are objects of this
-protocol too (:data:`SMOOTHERS`), so there is one code path.
+protocol too (:data:`NAMED_SMOOTHERS`), so there is one code path.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 from torch import nn
 
+from mgnet.constants import SMOOTHERS
 from mgnet.stencils import (
     Jacobi,
     NewtonJacobi,
@@ -33,8 +34,8 @@ from mgnet.stencils.smoothers import _parity
 __all__ = [
     "ChebyshevSmoother",
     "JacobiSmoother",
+    "NAMED_SMOOTHERS",
     "RedBlackGaussSeidel",
-    "SMOOTHERS",
     "Smoother",
     "as_smoother",
     "smoothing_steps",
@@ -129,7 +130,8 @@ class ChebyshevSmoother:
         return [Jacobi(A, w) for w in chebyshev_weights(nu, _gershgorin(A), self.lower)]
 
 
-SMOOTHERS = {
+# the classes behind the names of mgnet.constants.SMOOTHERS
+NAMED_SMOOTHERS = {
     "jacobi": JacobiSmoother,
     "rbgs": RedBlackGaussSeidel,
     "chebyshev": ChebyshevSmoother,
@@ -137,15 +139,15 @@ SMOOTHERS = {
 
 
 def as_smoother(smoother: str | Smoother, omega: float | None = None) -> Smoother:
-    """A :class:`Smoother` from a name of :data:`SMOOTHERS` (``omega`` is damped Jacobi's
-    w) or an object that already follows the protocol."""
+    """A :class:`Smoother` from a name of :data:`mgnet.constants.SMOOTHERS` (``omega`` is
+    damped Jacobi's w) or an object that already follows the protocol."""
     if isinstance(smoother, str):
-        if smoother not in SMOOTHERS:
+        if smoother not in NAMED_SMOOTHERS:
             raise ValueError(
                 f"smoother: {smoother!r} is not one of {', '.join(SMOOTHERS)} "
                 "or an object smoother(A, level) -> B modules of one sweep"
             )
-        return JacobiSmoother(omega) if smoother == "jacobi" else SMOOTHERS[smoother]()
+        return JacobiSmoother(omega) if smoother == "jacobi" else NAMED_SMOOTHERS[smoother]()
     if not callable(smoother):
         raise TypeError(
             f"smoother: expected one of {', '.join(SMOOTHERS)} or a callable "

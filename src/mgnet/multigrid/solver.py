@@ -23,8 +23,9 @@ from collections.abc import Sequence
 
 import torch
 
-from mgnet.multigrid.multilevel import PRECISIONS, MultilevelSolver, SolverLevel
-from mgnet.multigrid.smoothing import SMOOTHERS, Smoother, as_smoother, smoothing_steps
+from mgnet.constants import COARSE, INTERPOLATIONS, PRECISIONS, SMOOTHERS
+from mgnet.multigrid.multilevel import MultilevelSolver, SolverLevel
+from mgnet.multigrid.smoothing import Smoother, as_smoother, smoothing_steps
 from mgnet.stencils import (
     DirectSolve,
     FullWeighting,
@@ -51,8 +52,6 @@ __all__ = [
     "geometric_hierarchy",
 ]
 
-COARSE = ("rediscretize", "galerkin")
-INTERPOLATIONS = ("linear", "operator")
 # The largest coarsest grid solved directly, per dimension: a sparse LU of a 2D grid of
 # 200,000 unknowns takes about 2 s here, of a 3D grid of 12,000 about 3 s (27,000: 18 s).
 DIRECT_MAX = {1: 1_000_000, 2: 200_000, 3: 12_000}

@@ -10,11 +10,15 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field, fields
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from mgnet.errors import first_line, quote
+
 __all__ = [
     "TrainConfig",
+    "list_recipes",
     "load_recipe",
     "fresh_run_dir",
     "OPTIMIZERS",
@@ -28,6 +32,11 @@ SCHEDULERS = ("cosine", "step", "onecycle", "none")
 AMP_MODES = ("none", "bf16", "fp16")
 LOADERS = ("auto", "device", "torch")
 DEVICES = ("auto", "cpu", "cuda", "cuda:N")
+
+# Recipes (load_recipe): file suffixes, and what one may hold at most.
+RECIPE_SUFFIXES = (".yaml", ".yml", ".json")
+MAX_RECIPE_BYTES = 1 << 20
+MAX_RECIPE_VALUES = 10_000
 
 _TYPES = {
     "int": (int,),
@@ -169,13 +178,76 @@ class TrainConfig:
         return cls(**values)
 
 
-def load_recipe(path: str | Path) -> dict[str, Any]:
-    """Read a recipe: a JSON or YAML mapping of :class:`TrainConfig` fields."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"config: no such recipe file {str(path)!r}")
-    text = path.read_text()
-    if path.suffix.lower() in (".yaml", ".yml"):
+def list_recipes() -> list[str]:
+    """Names of the recipes shipped with the package (``mgnet train -c NAME``)."""
+    folder = resources.files("mgnet") / "configs"
+    return sorted(
+        f.name.rsplit(".", 1)[0]
+        for f in folder.iterdir()
+        if f.is_file() and f.name.endswith(RECIPE_SUFFIXES)
+    )
+
+
+def _recipe_source(recipe: str | Path) -> tuple[str, Any]:
+    """(how to name it in a message, a readable file) for a recipe path or packaged name."""
+    path = Path(recipe)
+    name = quote(str(recipe))
+    if path.is_file():
+        return name, path
+    if path.exists():
+        raise ValueError(f"config: {name} is a folder; expected a recipe file or name")
+    stem = path.name[: -len(path.suffix)] if path.suffix in RECIPE_SUFFIXES else path.name
+    packaged = list_recipes()
+    if str(recipe) in (stem, path.name) and stem in packaged:  # a bare name, no folder
+        folder = resources.files("mgnet") / "configs"
+        found = next(f for f in folder.iterdir() if f.name.rsplit(".", 1)[0] == stem)
+        return f"packaged recipe {stem!r}", found
+    raise FileNotFoundError(
+        f"config: {name} is neither a recipe file nor a packaged recipe; "
+        f"packaged: {', '.join(packaged)}"
+    )
+
+
+def _check_size(values: Any, where: str) -> None:
+    """Refuse a value that expands to more than MAX_RECIPE_VALUES values once its shared
+    parts are counted as often as they are used (YAML aliases can nest a 400-byte file into
+    billions of values, and make it self-referencing)."""
+    budget = MAX_RECIPE_VALUES
+    stack = [values]
+    while stack:
+        value = stack.pop()
+        budget -= 1
+        if budget < 0:
+            raise ValueError(
+                f"config: {where} expands to more than {MAX_RECIPE_VALUES:,} values (nested "
+                "or recursive YAML aliases?); a recipe is a mapping of config fields"
+            )
+        if isinstance(value, dict):
+            stack.extend(value.keys())
+            stack.extend(value.values())
+        elif isinstance(value, (list, tuple, set)):
+            stack.extend(value)
+
+
+def load_recipe(recipe: str | Path) -> dict[str, Any]:
+    """Read a recipe: a JSON or YAML mapping of :class:`TrainConfig` fields.
+
+    ``recipe`` is a file, or the name of a recipe shipped with the package (see
+    :func:`list_recipes`; ``"cifar10_mgnet_paper"`` works from any folder after
+    ``pip install``). A file larger than MAX_RECIPE_BYTES, or a YAML file whose aliases
+    expand to more than MAX_RECIPE_VALUES values, is refused; messages quote at most about
+    200 characters of what the file holds.
+    """
+    where, source = _recipe_source(recipe)
+    with source.open("rb") as fh:
+        data = fh.read(MAX_RECIPE_BYTES + 1)
+    if len(data) > MAX_RECIPE_BYTES:
+        raise ValueError(f"config: {where} is larger than {MAX_RECIPE_BYTES:,} bytes")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ValueError(f"config: {where} is not UTF-8 text") from None
+    if source.name.lower().endswith((".yaml", ".yml")):
         try:
             import yaml
         except ImportError:
@@ -186,16 +258,22 @@ def load_recipe(path: str | Path) -> dict[str, Any]:
         try:
             values = yaml.safe_load(text)
         except yaml.YAMLError as e:
-            raise ValueError(
-                f"config: {str(path)!r} is not valid YAML ({str(e).splitlines()[0]})"
-            ) from None
+            raise ValueError(f"config: {where} is not valid YAML ({first_line(e)})") from None
+        except RecursionError:
+            raise ValueError(f"config: {where} nests too deeply") from None
     else:
         try:
             values = json.loads(text)
         except json.JSONDecodeError as e:
-            raise ValueError(f"config: {str(path)!r} is not valid JSON ({e})") from None
+            raise ValueError(f"config: {where} is not valid JSON ({e})") from None
+        except RecursionError:
+            raise ValueError(f"config: {where} nests too deeply") from None
     if not isinstance(values, dict):
-        raise ValueError(f"config: {str(path)!r} must hold a mapping of config fields")
+        raise ValueError(f"config: {where} must hold a mapping of config fields")
+    _check_size(values, where)
+    bad = next((k for k in values if not isinstance(k, str)), None)
+    if bad is not None:
+        raise ValueError(f"config: {where} has the key {quote(bad)}; keys are field names")
     return values
 
 

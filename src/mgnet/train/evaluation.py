@@ -21,11 +21,12 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from mgnet.constants import SPLITS
+from mgnet.errors import MissingDependency
+from mgnet.plotting import figure, save_png
 from mgnet.train.checkpoint import CheckpointError, load_checkpoint
 
 __all__ = ["EvalResult", "evaluate_checkpoint", "plot_confusion", "SPLITS"]
-
-SPLITS = ("test", "val")
 
 
 @dataclass
@@ -219,17 +220,15 @@ def plot_confusion(
     to ``path``; counts are written in the cells up to 20 classes. Returns False without
     matplotlib."""
     try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
+        fig = figure(1, 1)
+    except MissingDependency:
         return False
     c = confusion.double()
     share = c / c.sum(1, keepdim=True).clamp_min(1)
     n = len(classes)
     size = min(max(4.0, 0.45 * n + 2), 14.0)
-    fig, ax = plt.subplots(figsize=(size + 1, size))
+    fig.set_size_inches(size + 1, size)
+    ax = fig.subplots()
     im = ax.imshow(share.numpy(), cmap="Blues", vmin=0, vmax=1)
     fig.colorbar(im, ax=ax, fraction=0.046, label="share of the true class")
     if n <= 20:
@@ -246,6 +245,5 @@ def plot_confusion(
     ax.set_ylabel("true class")
     ax.set_title(title, fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save_png(fig, path)
     return True

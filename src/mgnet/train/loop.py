@@ -40,6 +40,7 @@ from tqdm import tqdm
 from mgnet.data import DatasetInfo, EpochSampler, get_dataset
 from mgnet.data.device_loader import DeviceLoader, use_device_loader
 from mgnet.device import resolve_device
+from mgnet.errors import DivergenceError
 from mgnet.models import count_parameters, create_model
 from mgnet.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from mgnet.train.config import RUNTIME_FIELDS, TrainConfig
@@ -70,7 +71,7 @@ __all__ = [
 StepHook = Callable[[int, int, float], None]
 
 
-class TrainingDiverged(RuntimeError):
+class TrainingDiverged(DivergenceError):
     """The loss became NaN or infinite; the message names the epoch and step."""
 
 

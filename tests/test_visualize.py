@@ -1,4 +1,4 @@
-"""mgnet.inspect and `mgnet inspect`: recorded numbers are right, PNGs are written."""
+"""mgnet.visualize and `mgnet inspect`: recorded numbers are right, PNGs are written."""
 
 import json
 
@@ -7,10 +7,10 @@ import pytest
 import torch
 
 from mgnet.cli import main
-from mgnet.inspect import inspect_classifier, inspect_solver, load_image, model_from_checkpoint
 from mgnet.models import create_model
 from mgnet.multigrid import MultigridSolver
 from mgnet.stencils import laplacian
+from mgnet.visualize import inspect_classifier, inspect_solver, load_image, model_from_checkpoint
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -116,7 +116,7 @@ def test_cli_classifier_and_solver(tmp_path, capsys):
         (["inspect", "--model", "mgnet_digits", "--out", "x.jpg"], "--out: expected a .png"),
         (["inspect", "--model", "mgnet_digits", "--index", "999"], "--index: must lie in 0..359"),
         (["inspect", "--checkpoint", "missing.pt"], "checkpoint: no such file"),
-        (["inspect", "--solver", "--nu", "2"], "--nu: expected 'pre,post'"),
+        (["inspect", "--solver", "--nu", "2,x"], "--nu: expected 'pre,post'"),
         (["inspect", "--solver", "--model", "mgnet_digits"], "leave out --model"),
     ],
 )

@@ -23,7 +23,10 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from mgnet.constants import CYCLES
 from mgnet.core import CycleRecord, MgCycle
+from mgnet.errors import first_line, quote
+from mgnet.plotting import check_png_path, figure, save_png
 
 __all__ = [
     "InspectReport",
@@ -52,25 +55,6 @@ class InspectReport:
     prediction: int | None = None
     probabilities: list[float] | None = None
     corrections: list[dict] = field(default_factory=list)
-
-
-def _figure(width: float, height: float):
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(width, height), dpi=100)
-    FigureCanvasAgg(fig)
-    return fig
-
-
-def _save(fig, out: str | Path) -> Path:
-    path = Path(out)
-    if path.suffix.lower() != ".png":
-        raise ValueError(f"out: expected a .png path, got {str(out)!r}")
-    if path.parent and not path.parent.exists():
-        raise FileNotFoundError(f"out: folder {str(path.parent)!r} does not exist")
-    fig.savefig(path)
-    return path
 
 
 def _plane(t: Tensor) -> np.ndarray:
@@ -106,26 +90,37 @@ def load_image(path: str | Path, in_channels: int, size: int) -> Tensor:
     [0, 1] (8-bit images), resized to ``size`` and standardized (zero mean, unit std).
     """
     p = Path(path)
+    name = quote(str(path))
     if not p.is_file():
-        raise FileNotFoundError(f"image: no such file {str(path)!r}")
+        raise FileNotFoundError(f"image: no such file {name}")
     suffix = p.suffix.lower()
-    if suffix in (".png", ".jpg", ".jpeg"):
-        from torchvision.io import ImageReadMode, read_image
+    if suffix not in (".png", ".jpg", ".jpeg", ".npy", ".pt"):
+        raise ValueError(f"image: {name} is not a .png, .jpg, .npy or .pt file")
+    try:  # whatever the file holds, a file that cannot be read is one line
+        if suffix == ".npy":
+            x = np.load(p, allow_pickle=False)
+        elif suffix == ".pt":
+            x = torch.load(p, weights_only=True)
+        else:
+            from torchvision.io import ImageReadMode, read_image
 
-        mode = ImageReadMode.GRAY if in_channels == 1 else ImageReadMode.RGB
-        try:
+            mode = ImageReadMode.GRAY if in_channels == 1 else ImageReadMode.RGB
             x = read_image(str(p), mode=mode).float() / 255.0
-        except RuntimeError as e:
-            raise ValueError(f"image: cannot read {str(path)!r} ({e})") from None
-    elif suffix == ".npy":
-        x = torch.from_numpy(np.load(p, allow_pickle=False)).float()
-    elif suffix == ".pt":
-        x = torch.load(p, weights_only=True)
-        if not isinstance(x, Tensor):
-            raise ValueError(f"image: {str(path)!r} holds a {type(x).__name__}, not a tensor")
-        x = x.float()
-    else:
-        raise ValueError(f"image: {str(path)!r} is not a .png, .jpg, .npy or .pt file")
+    except Exception as e:
+        raise ValueError(
+            f"image: cannot read {name} as a {suffix} image ({type(e).__name__}: {first_line(e)})"
+        ) from None
+    if isinstance(x, np.ndarray):
+        if not (np.issubdtype(x.dtype, np.integer) or np.issubdtype(x.dtype, np.floating)):
+            raise ValueError(f"image: {name} holds an array of {x.dtype}, not of numbers")
+        x = torch.from_numpy(x)
+    if not isinstance(x, Tensor):
+        raise ValueError(f"image: {name} holds a {type(x).__name__}, not a tensor")
+    if x.is_complex() or x.numel() == 0:
+        raise ValueError(f"image: {name} holds an empty or complex tensor {tuple(x.shape)}")
+    x = x.float()
+    if not bool(torch.isfinite(x).all()):
+        raise ValueError(f"image: {name} holds NaN or infinite values")
     if x.dim() == 2:
         x = x[None]
     if x.dim() == 4 and x.shape[0] == 1:
@@ -163,15 +158,15 @@ def model_from_checkpoint(
     try:
         state = torch.load(p, map_location=map_location, weights_only=True)
     except Exception as e:  # any unreadable file is a user error, in one line
-        first = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
-        raise ValueError(f"checkpoint: cannot read {str(path)!r} ({first})") from None
+        raise ValueError(f"checkpoint: cannot read {quote(str(path))} ({first_line(e)})") from None
     if not isinstance(state, dict):
         raise ValueError(f"checkpoint: {str(path)!r} holds a {type(state).__name__}, not a dict")
     config = state.get("config") if isinstance(state.get("config"), dict) else {}
     weights = state["model"] if isinstance(state.get("model"), dict) else state
     name = model or config.get("model")
     if name is None:
-        raise ValueError(f"model: {str(path)!r} is a bare state dict; pass the model name")
+        what = "names no model (no config)" if weights is not state else "is a bare state dict"
+        raise ValueError(f"model: {quote(str(path))} {what}; pass the model name")
     head = weights.get("fc.weight")
     stem = next((v for k, v in weights.items() if k.startswith("cycle.f_in.0.")), None)
     kwargs = dict(config.get("model_args") or {}) if model is None else {}
@@ -216,6 +211,8 @@ def inspect_classifier(
         raise ValueError(f"image: expected a tensor, got {type(image).__name__}")
     if channels < 1:
         raise ValueError(f"channels: must be >= 1, got {channels}")
+    if out is not None:
+        check_png_path(out)
     x = image[None] if image.dim() == 3 else image
     if x.dim() != 4 or x.shape[0] != 1:
         raise ValueError(f"image: expected (C, H, W) or (1, C, H, W), got {tuple(image.shape)}")
@@ -249,7 +246,7 @@ def inspect_classifier(
     if out is None:
         return report
     k = channels
-    fig = _figure(1.1 * 2 * k + 1.5, 1.15 * len(rows) + 0.6)
+    fig = figure(1.1 * 2 * k + 1.5, 1.15 * len(rows) + 0.6)
     axes = fig.subplots(len(rows), 2 * k, squeeze=False)
     for r, (e, ev) in enumerate(zip(rows, report.events)):
         f, u = e["f"], e["u"]
@@ -274,7 +271,7 @@ def inspect_classifier(
         title += f"; predicted class {report.prediction} (p={max(report.probabilities):.2f})"
     fig.suptitle(title, fontsize=9)
     fig.tight_layout(rect=(0, 0, 1, 0.97))
-    report.path = _save(fig, out)
+    report.path = save_png(fig, out)
     return report
 
 
@@ -322,8 +319,10 @@ def inspect_solver(
         raise ValueError(
             f"solver: expected a MultigridSolver or an MgCycle, got {type(solver).__name__}"
         )
-    if cycle not in ("V", "W", "F"):
-        raise ValueError(f"cycle: {cycle!r} is not one of V, W, F")
+    if cycle not in CYCLES:
+        raise ValueError(f"cycle: {quote(cycle)} is not one of {', '.join(CYCLES)}")
+    if out is not None:
+        check_png_path(out)
     if any(t.P is None for t in mg.transfers):
         raise ValueError("solver: the cycle has no up-sweep (a Transfer without P)")
     A0 = mg.levels[0].A
@@ -394,7 +393,7 @@ def inspect_solver(
     if out is None:
         return report
 
-    fig = _figure(12, 2.4 * max(len(snapshots), 1) + 3.2)
+    fig = figure(12, 2.4 * max(len(snapshots), 1) + 3.2)
     gs = fig.add_gridspec(len(snapshots) + 1, 4, height_ratios=[1.4] + [1] * len(snapshots))
     ax = fig.add_subplot(gs[0, :])
     res = [ev["residual"] for ev in report.events]
@@ -426,5 +425,5 @@ def inspect_solver(
         fontsize=11,
     )
     fig.tight_layout(rect=(0, 0, 1, 0.97))
-    report.path = _save(fig, out)
+    report.path = save_png(fig, out)
     return report

@@ -1,0 +1,153 @@
+"""``mgnet inspect``: pictures of the cycle, for a classifier or a multigrid solver.
+
+(The module's name ends in ``_`` so that it never shadows the standard library's
+``inspect``.)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from mgnet.cli import UserError
+from mgnet.cli.solve import _parse_nu
+from mgnet.constants import CYCLES, DIMS, PROBLEMS, SMOOTHERS
+from mgnet.plotting import check_png_path
+
+__all__ = ["add_parser", "run"]
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "inspect",
+        help="picture the cycle: a classifier's u^l, f^l per step, or a solver's V-cycle",
+        description="Classifier (--model and/or --checkpoint): record the data f^l and "
+        "feature u^l on every level and smoothing step for one image and save a PNG grid "
+        "with ||f - A u|| per step. Solver (--solver): one cycle of geometric multigrid on a "
+        "model problem from a random initial guess; save the residual on every level and "
+        "the error before and after each coarse correction.",
+    )
+    p.add_argument("--model", help="registry name or spec string (default: the checkpoint's)")
+    p.add_argument(
+        "--checkpoint",
+        metavar="PATH",
+        help="weights: best.pt or checkpoint.pt "
+        "of `mgnet train`, or a bare state dict (default: untrained weights)",
+    )
+    p.add_argument(
+        "--image",
+        metavar="PATH",
+        help=".png/.jpg/.npy/.pt image (standardized per image); default: a test image of --data",
+    )
+    p.add_argument(
+        "--data",
+        default=None,
+        help="registered dataset for the image (default: the checkpoint's, else digits)",
+    )
+    p.add_argument("--data-dir", default=None, help="folder of the dataset files")
+    p.add_argument("--index", type=int, default=0, help="test-split index of the image")
+    p.add_argument("--channels", type=int, default=4, help="channels drawn per tensor")
+    p.add_argument("--solver", action="store_true", help="inspect the multigrid solver")
+    p.add_argument("--problem", default="poisson", choices=PROBLEMS, help="solver: model problem")
+    p.add_argument("--dim", type=int, default=2, choices=DIMS, help="solver: dimension")
+    p.add_argument("--n", type=int, default=63, help="solver: interior nodes per axis")
+    p.add_argument("--smoother", default="jacobi", choices=SMOOTHERS)
+    p.add_argument(
+        "--nu", default="2,2", help="solver: pre,post sweeps, or one count for both (default 2,2)"
+    )
+    p.add_argument("--cycle", default="V", choices=CYCLES)
+    p.add_argument("--seed", type=int, default=0, help="solver: seed of the initial guess")
+    p.add_argument("--out", default="inspect.png", metavar="OUT.png", help="PNG to write")
+    p.add_argument("--json", action="store_true", help="print the recorded numbers as JSON")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from mgnet import visualize as mi
+
+    check_png_path(args.out, "--out")
+    if args.solver:
+        if args.model or args.checkpoint or args.image:
+            raise UserError(
+                "--solver: inspects the multigrid solver; leave out --model, "
+                "--checkpoint and --image"
+            )
+        from mgnet.multigrid import MultigridSolver, make_problem
+
+        nu = _parse_nu(args.nu, args.smoother)
+        prob = make_problem(args.problem, args.dim, args.n)
+        solver = MultigridSolver(prob.A, smoother=args.smoother, nu=nu, device="cpu")
+        gen = torch.Generator().manual_seed(args.seed)
+        x0 = torch.rand(tuple(prob.f.shape), generator=gen, dtype=torch.float64)
+        report = mi.inspect_solver(solver, prob.f, x0=x0, out=args.out, cycle=args.cycle)
+        summary = {
+            "levels": len(solver.levels),
+            "corrections": report.corrections,
+            "events": report.events,
+            "out": str(report.path),
+        }
+        if args.json:
+            print(json.dumps(summary, indent=2))
+        else:
+            print(
+                f"{args.problem} {args.dim}D n={args.n}, one {args.cycle}-cycle "
+                f"({args.smoother}, nu={nu}); error ||u* - u|| per level:"
+            )
+            print(
+                f"{'level':>5}  {'start':>10}  {'pre-smoothed':>12}  {'corrected':>10}  "
+                f"{'post-smoothed':>13}"
+            )
+            for c in report.corrections:
+                print(
+                    f"{c['level']:>5}  {c['start']:>10.3e}  {c['before']:>12.3e}  "
+                    f"{c['after']:>10.3e}  {c['post']:>13.3e}"
+                )
+            print(f"saved {report.path}")
+        return 0
+    if not args.model and not args.checkpoint:
+        raise UserError("pass --model and/or --checkpoint for a classifier, or --solver")
+    if args.checkpoint:
+        model, config = mi.model_from_checkpoint(args.checkpoint, args.model)
+    else:
+        from mgnet.models import create_model
+
+        model, config = create_model(args.model).eval(), {}
+    label = None
+    if args.image:
+        from mgnet.models import model_info
+
+        size = model_info(args.model or config["model"]).input_size
+        image = mi.load_image(args.image, model.in_channels, size)
+    else:
+        from mgnet.data import get_dataset
+
+        data = args.data or config.get("data") or "digits"
+        test = get_dataset(data, root=args.data_dir or config.get("data_dir"), augment=False).test
+        if not 0 <= args.index < len(test):
+            raise UserError(
+                f"--index: must lie in 0..{len(test) - 1} for the {data!r} test "
+                f"split, got {args.index}"
+            )
+        image, label = test[args.index]
+        label = int(label)
+    report = mi.inspect_classifier(model, image, out=args.out, channels=args.channels)
+    summary = {
+        "prediction": report.prediction,
+        "label": label,
+        "events": report.events,
+        "out": str(report.path),
+    }
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        print(
+            f"{getattr(model, 'spec', type(model).__name__)}: predicted {report.prediction}"
+            + ("" if label is None else f" (label {label})")
+        )
+        for e in report.events:
+            what = "start" if e["phase"] == "start" else f"step {e['step']}"
+            print(f"  level {e['level']} {what:<7} ||f - A u|| = {e['residual']:.4g}")
+        print(f"saved {report.path}")
+    return 0

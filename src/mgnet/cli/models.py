@@ -1,0 +1,55 @@
+"""``mgnet models``: the registered models with their parameter counts."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+__all__ = ["add_parser", "run"]
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "models",
+        help="list the registered models and their parameter counts",
+        description="List registered models. Any MgNet spec string, e.g. "
+        "'mgnet[2,2,2,2]-256-Bl', is accepted wherever a model name is.",
+    )
+    p.add_argument("--json", action="store_true", help="print a JSON list")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from mgnet.models import count_parameters, create_model, list_models, model_info
+
+    rows = []
+    for name in list_models():
+        info = model_info(name)
+        with torch.device("meta"):  # shapes only: counted without allocating the weights
+            model = create_model(name)
+        rows.append(
+            {
+                "name": name,
+                "parameters": count_parameters(model),
+                "num_classes": info.num_classes,
+                "in_channels": info.in_channels,
+                "input_size": info.input_size,
+                "spec": getattr(model, "spec", None),
+                "description": info.description,
+            }
+        )
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    table = [("name", "parameters", "classes", "input", "description")]
+    for r in rows:
+        size = f"{r['in_channels']}x{r['input_size']}"
+        table.append((r["name"], f"{r['parameters']:,}", str(r["num_classes"]), size,
+                      r["description"]))  # fmt: skip
+    widths = [max(len(row[i]) for row in table) for i in range(4)]
+    for row in table:  # the name left-aligned, the numbers right-aligned, then the text
+        cells = [row[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(row[1:4], widths[1:])]
+        print("  ".join([*cells, row[4]]))
+    return 0

@@ -1,0 +1,358 @@
+"""``mgnet solve``: a model PDE solved by the MgNet cycle as a geometric multigrid solver,
+or a sparse matrix (a file or a finite-element problem) by algebraic multigrid."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from mgnet.cli import UserError
+from mgnet.constants import (
+    COARSE,
+    CYCLES,
+    DIMS,
+    MATRIX_PROBLEMS,
+    PRECISIONS,
+    PROBLEMS,
+    SMOOTHERS,
+)
+from mgnet.plotting import check_png_path, figure, save_png
+
+__all__ = ["add_parser", "run"]
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "solve",
+        help="solve a model PDE with the MgNet cycle as a multigrid solver",
+        description="Solve a model problem with a manufactured exact solution by geometric "
+        "multigrid on the MgNet cycle (sigma = identity; Pi = 0, or injection for the "
+        "nonlinear problem, which is solved by FAS). Reports residuals and the error "
+        "against the exact solution.",
+    )
+    p.add_argument(
+        "--problem",
+        default="poisson",
+        choices=[*PROBLEMS, *MATRIX_PROBLEMS],
+        help="a model problem on a grid (geometric multigrid), or a sparse-matrix problem "
+        "(algebraic multigrid): fem-poisson, fem-jump, fem-elasticity (scikit-fem), darcy, "
+        "rotated-anisotropy",
+    )
+    p.add_argument("--dim", type=int, default=2, choices=DIMS)
+    p.add_argument(
+        "--n",
+        type=int,
+        default=255,
+        help="interior nodes per axis; 2^k - 1 coarsens fully (default 255)",
+    )
+    p.add_argument("--cycle", default="V", choices=[*CYCLES, "fmg", "pcg"])
+    p.add_argument("--smoother", default="rbgs", choices=SMOOTHERS)
+    p.add_argument(
+        "--nu", default=None, help="pre,post sweeps (default 1,1 for rbgs, 2,2 otherwise)"
+    )
+    p.add_argument("--coarse", default="rediscretize", choices=COARSE)
+    p.add_argument("--tol", type=float, default=1e-8, help="relative residual (default 1e-8)")
+    p.add_argument(
+        "--maxiter",
+        type=int,
+        default=None,
+        help="most cycles (default 100); with --cycle fmg, cycles after the FMG pass (default 0)",
+    )
+    p.add_argument(
+        "--dtype",
+        default="float64",
+        choices=PRECISIONS,
+        help="mixed: float32 cycles, float64 residuals (iterative refinement)",
+    )
+    p.add_argument(
+        "--device", default=None, choices=["cpu", "cuda"], help="default: cuda when available"
+    )
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        help="CPU threads (default 0: torch's choice; 1 avoids slowdowns when "
+        "other jobs share the cores)",
+    )
+    p.add_argument("--json", action="store_true", help="print the figures as JSON")
+    p.add_argument(
+        "--plot",
+        default=None,
+        metavar="OUT.png",
+        help="save the residual history and the solution as a PNG (matplotlib)",
+    )
+    _add_solve_matrix(p)
+    p.set_defaults(run=run)
+
+
+def _parse_nu(text: str | None, smoother: str) -> tuple[int, int]:
+    if text is None:
+        return (1, 1) if smoother == "rbgs" else (2, 2)
+    try:
+        parts = tuple(int(x) for x in text.split(","))
+    except ValueError:
+        parts = ()
+    if len(parts) == 1:
+        parts = parts * 2
+    if len(parts) != 2 or min(parts) < 0:
+        raise UserError(f"--nu: expected 'pre,post' with integers >= 0, e.g. 2,2; got {text!r}")
+    return parts
+
+
+def run(args: argparse.Namespace) -> int:
+    import time
+
+    import torch
+
+    from mgnet.multigrid import MultigridSolver, make_problem
+
+    if args.matrix is not None or args.problem in MATRIX_PROBLEMS:
+        return _run_solve_matrix(args)
+    nu = _parse_nu(args.nu, args.smoother)
+    if args.threads < 0:
+        raise UserError(f"--threads: must be 0 (torch's choice) or positive, got {args.threads}")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.tol <= 0:
+        raise UserError(f"--tol: must be positive, got {args.tol}")
+    if args.plot is not None:
+        check_png_path(args.plot, "--plot")
+    maxiter = args.maxiter if args.maxiter is not None else 0 if args.cycle == "fmg" else 100
+    if maxiter < 0:
+        raise UserError(f"--maxiter: must be >= 0, got {maxiter}")
+    prob = make_problem(args.problem, args.dim, args.n)
+    t0 = time.perf_counter()
+    ml = MultigridSolver(
+        prob.A,
+        smoother=args.smoother,
+        nu=nu,
+        coarse=args.coarse,
+        precision=args.dtype,
+        device=args.device,
+    )
+    setup_s = time.perf_counter() - t0
+    f = prob.f.to(ml.device)
+    if ml.device.type == "cuda":
+        torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    history: list[float] = []
+    if args.cycle == "fmg":
+        u = ml.fmg(f, tol=args.tol, maxiter=maxiter, residuals=history)
+    elif args.cycle == "pcg":
+        u = ml.pcg(f, tol=args.tol, maxiter=maxiter, residuals=history)
+    else:
+        u = ml.solve(f, tol=args.tol, maxiter=maxiter, cycle=args.cycle, residuals=history)
+    iterations = ml.iterations
+    if ml.device.type == "cuda":
+        torch.cuda.synchronize()
+    solve_s = time.perf_counter() - t0
+    rel = history[-1] / history[0] if history[0] > 0 else 0.0
+    out = {
+        "problem": args.problem,
+        "dim": args.dim,
+        "n": args.n,
+        "unknowns": args.n**args.dim,
+        "levels": len(ml.levels),
+        "cycle": args.cycle,
+        "smoother": args.smoother,
+        "nu": list(nu),
+        "dtype": args.dtype,
+        "device": str(ml.device),
+        "iterations": iterations,
+        "converged": ml.converged,
+        "reason": ml.reason,
+        "residuals": history,
+        "relative_residual": rel,
+        "convergence_factor": ml.convergence_factor(history),
+        "setup_s": setup_s,
+        "solve_s": solve_s,
+        "error_vs_exact": prob.error(u),
+    }
+    if args.plot is not None:
+        _plot_solve(args.plot, history, u.detach().cpu().double().reshape(prob.A.shape), out)
+        out["plot"] = args.plot
+    if args.json:
+        print(json.dumps(out, indent=2))
+    else:
+        print(ml)
+        print(
+            f"{args.problem} {args.dim}D, {out['unknowns']:,} unknowns, {args.cycle}-cycle: "
+            f"{iterations} iterations, relative residual {rel:.2e}, mean factor "
+            f"{out['convergence_factor']:.3f}"
+        )
+        print(
+            f"setup {setup_s:.3f} s, solve {solve_s:.3f} s, "
+            f"max error vs exact solution {out['error_vs_exact']:.3e}"
+        )
+        if args.plot is not None:
+            print(f"saved {args.plot}")
+    if not ml.converged:
+        print(
+            f"mgnet solve: did not reach --tol {args.tol:g} ({ml.reason} after {iterations} "
+            f"iterations, relative residual {rel:.2e})",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
+def _plot_solve(path: str, history: list[float], u, info: dict) -> None:
+    fig = figure(10, 4)
+    ax1, ax2 = fig.subplots(1, 2)
+    ax1.semilogy(range(len(history)), [h / history[0] for h in history], "o-")
+    ax1.set_xlabel("cycle" if info["cycle"] != "pcg" else "CG iteration")
+    ax1.set_ylabel("||f - A u|| / ||f||")
+    ax1.set_title(
+        f"{info['cycle']}-cycle, {info['smoother']} {tuple(info['nu'])}: "
+        f"factor {info['convergence_factor']:.3f}"
+    )
+    ax1.grid(True, which="both", alpha=0.3)
+    if u.dim() == 1:
+        ax2.plot(u.numpy())
+    else:
+        img = u if u.dim() == 2 else u[u.shape[0] // 2]
+        im = ax2.imshow(img.numpy().T, origin="lower", extent=(0, 1, 0, 1))
+        fig.colorbar(im, ax=ax2)
+    ax2.set_title(f"solution ({info['problem']}, {info['dim']}D, n={info['n']})")
+    fig.tight_layout()
+    save_png(fig, path, "--plot")
+
+
+# ------------------------------------------------------- solve: sparse matrices (AMG)
+# rbgs (the grid solver's Gauss-Seidel) is the algebraic solver's default Gauss-Seidel:
+# lexicographic sweeps on the CPU, multicolour on CUDA
+_AMG_SMOOTHER = {"rbgs": None, "jacobi": "jacobi", "chebyshev": "chebyshev"}
+
+
+def _add_solve_matrix(p: argparse.ArgumentParser) -> None:
+    """The algebraic flags of ``mgnet solve``: a matrix from a file or a sparse problem."""
+    p.add_argument(
+        "--matrix",
+        default=None,
+        metavar="FILE",
+        help="solve A x = b for a sparse matrix from a Matrix Market (.mtx) or SciPy (.npz) "
+        "file by algebraic multigrid",
+    )
+    p.add_argument(
+        "--rhs",
+        default=None,
+        metavar="FILE",
+        help="b for --matrix (.mtx, .npy, text); default ones",
+    )
+    p.add_argument(
+        "--method",
+        default=None,
+        choices=["sa", "rs", "gmg"],
+        help="sa: smoothed aggregation (default for matrices), rs: Ruge-Stueben (PyAMG's "
+        "hierarchy on our cycle), gmg: geometric (default for grid problems)",
+    )
+    p.add_argument(
+        "--refine", type=int, default=4, help="mesh refinements of the fem-* problems (default 4)"
+    )
+    p.add_argument(
+        "--contrast", type=float, default=1e4, help="coefficient jump of fem-jump and darcy"
+    )
+
+
+def _run_solve_matrix(args: argparse.Namespace) -> int:
+    """``mgnet solve --matrix FILE`` or a sparse problem: algebraic multigrid on the cycle."""
+    import time
+
+    import numpy as np
+    import torch
+
+    from mgnet.multigrid import from_pyamg, smoothed_aggregation_solver
+    from mgnet.multigrid.matrices import make_matrix_problem, read_matrix, read_vector
+
+    method = args.method or "sa"
+    if method == "gmg":
+        raise UserError(
+            "--method: gmg needs a structured grid problem (--problem poisson, diffusion, ...); "
+            "use sa or rs for a matrix"
+        )
+    if args.cycle == "fmg":
+        raise UserError("--cycle: fmg is for grid problems; use V, W, F or pcg with a matrix")
+    if args.tol <= 0:
+        raise UserError(f"--tol: must be positive, got {args.tol}")
+    if args.threads < 0:
+        raise UserError(f"--threads: must be 0 (torch's choice) or positive, got {args.threads}")
+    if args.plot is not None:
+        raise UserError("--plot: draws grid problems only; leave it out with a matrix")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    nu = _parse_nu(args.nu, args.smoother)
+    if args.matrix is not None:
+        A = read_matrix(args.matrix)
+        name, B, blocksize = args.matrix, None, 1
+        b = read_vector(args.rhs, A.shape[0]) if args.rhs else np.ones(A.shape[0])
+    else:
+        if args.rhs is not None:
+            raise UserError("--rhs: only with --matrix (the problems bring their own)")
+        prob = make_matrix_problem(args.problem, args.refine, args.n, args.contrast)
+        name, A, b, B, blocksize = prob.name, prob.A, prob.b, prob.B, prob.blocksize
+    dtype = {"float64": torch.float64, "float32": torch.float32}.get(args.dtype)
+    if dtype is None:
+        raise UserError("--dtype: mixed is for grid problems; use float64 or float32")
+    options = dict(smoother=_AMG_SMOOTHER[args.smoother], nu=nu, device=args.device, dtype=dtype)
+    t0 = time.perf_counter()
+    if method == "sa":
+        ml = smoothed_aggregation_solver(A, B, blocksize=blocksize, **options)
+    else:
+        try:
+            import pyamg
+        except ImportError as e:
+            raise UserError("--method: rs needs PyAMG (pip install pyamg)") from e
+        from mgnet.multigrid.algebraic import check_matrix
+
+        ml = from_pyamg(pyamg.ruge_stuben_solver(check_matrix(A)), **options)
+    setup_s = time.perf_counter() - t0
+    history: list[float] = []
+    t0 = time.perf_counter()
+    accel = "cg" if args.cycle == "pcg" else None
+    cycle = "V" if args.cycle == "pcg" else args.cycle
+    maxiter = 100 if args.maxiter is None else args.maxiter
+    x = ml.solve(b, tol=args.tol, maxiter=maxiter, cycle=cycle, accel=accel, residuals=history)
+    solve_s = time.perf_counter() - t0
+    rel = history[-1] / history[0] if history and history[0] > 0 else 0.0
+    out = {
+        "problem": name,
+        "method": method,
+        "unknowns": int(A.shape[0]),
+        "nonzeros": int(A.nnz),
+        "levels": len(ml.levels),
+        "operator_complexity": ml.operator_complexity(),
+        "cycle": args.cycle,
+        "smoother": ml.smoother,
+        "nu": list(nu),
+        "dtype": args.dtype,
+        "device": str(ml.device),
+        "iterations": ml.iterations,
+        "converged": ml.converged,
+        "reason": ml.reason,
+        "residuals": history,
+        "relative_residual": rel,
+        "convergence_factor": ml.convergence_factor(history),
+        "setup_s": setup_s,
+        "solve_s": solve_s,
+        "error_vs_exact": None,
+        "solution_norm": float(np.linalg.norm(x)),
+    }
+    if args.json:
+        print(json.dumps(out, indent=2))
+    else:
+        print(ml)
+        print(
+            f"{name}: {out['unknowns']:,} unknowns, {args.cycle}"
+            f"{'' if args.cycle == 'pcg' else '-cycle'}: {out['iterations']} iterations, "
+            f"relative residual {rel:.2e}, mean factor {out['convergence_factor']:.3f}"
+        )
+        print(f"setup {setup_s:.3f} s, solve {solve_s:.3f} s")
+    if not ml.converged:
+        print(
+            f"mgnet solve: did not reach --tol {args.tol:g} ({ml.reason} after "
+            f"{out['iterations']} iterations, relative residual {rel:.2e})",
+            file=sys.stderr,
+        )
+        return 1
+    return 0

@@ -1,0 +1,38 @@
+"""Names the package accepts for its string arguments, in one module that imports nothing.
+
+The modules that check these arguments import them from here, and so does the command
+line, whose ``--help`` must not import torch.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "COARSE",
+    "CYCLES",
+    "DIMS",
+    "EXPORT_FORMATS",
+    "INTERPOLATIONS",
+    "MATRIX_PROBLEMS",
+    "PRECISIONS",
+    "PROBLEMS",
+    "SMOOTHERS",
+    "SPLITS",
+]
+
+# mgnet.multigrid.make_problem(name, dim): the model problems and their dimensions
+PROBLEMS = ("poisson", "anisotropic", "diffusion", "nonlinear")
+# mgnet.multigrid.matrices.make_matrix_problem(name): sparse problems for algebraic multigrid
+MATRIX_PROBLEMS = ("fem-poisson", "fem-jump", "fem-elasticity", "darcy", "rotated-anisotropy")
+DIMS = (1, 2, 3)
+# mgnet.multigrid.MultigridSolver(smoother=, coarse=, precision=, interpolation=)
+SMOOTHERS = ("jacobi", "rbgs", "chebyshev")
+COARSE = ("rediscretize", "galerkin")
+PRECISIONS = ("float64", "float32", "mixed")
+# MultigridSolver(interpolation=): the textbook P, or P built from the operator
+INTERPOLATIONS = ("linear", "operator")
+# cycles with an up-sweep: MultigridSolver.solve(cycle=), mgnet.visualize.inspect_solver
+CYCLES = ("V", "W", "F")
+# mgnet.train.evaluate_checkpoint(split=)
+SPLITS = ("test", "val")
+# mgnet.export.export_model(format=)
+EXPORT_FORMATS = ("onnx", "torchscript")
