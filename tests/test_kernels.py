@@ -138,6 +138,35 @@ def test_red_black_updates_match_torch(name, dtype):
     assert not torch.equal(half[..., ~black_nodes], u[..., ~black_nodes])
 
 
+@pytest.mark.parametrize("name", COLOURED)
+def test_torch_colour_update_touches_one_colour_and_matches_the_masked_update(name):
+    """The PyTorch red-black step of the GPU (stride-2 sub-lattices, the colour's nodes
+    only) equals the masked update, which computes the residual everywhere."""
+    op = _operators()[name]
+    red, black = red_black(op)
+    u, f = _data(op, torch.float64, seed=5)
+    with torch.no_grad(), kernels.disabled():
+        for B in (red, black):
+            parity, scale = B.colour_step
+            got = op.colour_update_(u.clone(), f, parity, scale)
+            ref = op.masked_update_(u.clone(), f, B.scale)
+            _close(got, ref, torch.float64)
+            other = B.scale == 0
+            assert torch.equal(got[..., other], u[..., other])
+            # the same with the scale as a grid (variable coefficients)
+            _close(op.colour_update_(u.clone(), f, parity, B.scale), ref, torch.float64)
+
+
+def test_gpu_paths_are_not_cut_into_cpu_cache_blocks():
+    """On a device other than the CPU a residual is one pass over the whole grid (one
+    kernel per stencil term); only the CPU cuts large grids into blocks of rows."""
+    op = laplacian((301, 301))
+    cpu = torch.empty(1, 1, 301, 301, dtype=torch.float64)
+    meta = torch.empty(1, 1, 301, 301, dtype=torch.float64, device="meta")
+    assert len(op._plan(cpu, cpu)) > 1
+    assert len(op._plan(meta, meta)) == 1
+
+
 TRANSFER = [n for n, op in _operators().items() if coarse_shape(op.shape, op.bc)]
 
 

@@ -147,6 +147,8 @@ class ColoredJacobi(nn.Module):
         ):
             if A.compiled(u, f):
                 return kernels.colour_update_(A, u, f, *self.colour_step)
+            if u.device.type != "cpu":  # a GPU: the colour's nodes only, no blocks
+                return A.colour_update_(u, f, *self.colour_step)
             return A.masked_update_(u, f, self.scale)
         return u.addcmul_(residual(A, u, f), self.scale)
 
