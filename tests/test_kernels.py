@@ -157,6 +157,38 @@ def test_torch_colour_update_touches_one_colour_and_matches_the_masked_update(na
             _close(op.colour_update_(u.clone(), f, parity, B.scale), ref, torch.float64)
 
 
+def test_fused_hooks_are_offered_only_to_plain_linear_steps(monkeypatch):
+    """The cycle hands a level's steps to R.smooth_restrict_ / P.add_to_smooth_ only when
+    they are linear steps of the level's A; with sigma on one step, that level runs its
+    steps one by one (and the result still equals the allocating cycle)."""
+    from torch import nn
+
+    prob = make_problem("poisson", 2, 63)
+    solver = MultigridSolver(prob.A, device="cpu")
+    calls = []
+    for cls, name in ((FullWeighting, "smooth_restrict_"), (Interpolation, "add_to_smooth_")):
+        original = getattr(cls, name)
+
+        def spy(self, *a, _original=original, _name=name):
+            calls.append((_name, self.fine_shape))
+            return _original(self, *a)
+
+        monkeypatch.setattr(cls, name, spy)
+    f = prob.f.reshape(1, 1, 63, 63)
+    x0 = torch.randn_like(f)
+    with torch.no_grad():
+        solver.cycle(f, x0.clone(), inplace=True)
+        assert ("smooth_restrict_", (63, 63)) in calls and ("add_to_smooth_", (63, 63)) in calls
+        calls.clear()
+        solver.cycle.levels[0].pre[1].sigma_out = nn.Identity()
+        fused = solver.cycle(f, x0.clone(), inplace=True)
+        assert ("smooth_restrict_", (63, 63)) not in calls
+        assert ("add_to_smooth_", (63, 63)) in calls  # the post-smoothing has no sigma
+        assert ("smooth_restrict_", (31, 31)) in calls
+        reference = solver.cycle(f, x0.clone())
+    _close(fused, reference, torch.float64)
+
+
 def test_gpu_paths_are_not_cut_into_cpu_cache_blocks():
     """On a device other than the CPU a residual is one pass over the whole grid (one
     kernel per stencil term); only the CPU cuts large grids into blocks of rows."""

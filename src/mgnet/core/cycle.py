@@ -344,29 +344,39 @@ class MgCycle(nn.Module):
         u_c = _apply(t.sigma_Pi, t.Pi(u))
         return u_c, f_c + self.levels[l + 1].A(u_c)
 
-    def _fusable(self, l: int, phase: str, inplace: bool):
-        """The fused hook of level l's ``phase`` (R.smooth_restrict_ for "pre",
-        P.add_to_smooth_ for "post"), or None when the cycle must run the steps one by one:
-        not in place, sigma or a projection in a step, a step with another A, Pi or
-        sigma_R present."""
+    def _fusable(self, l: int, phase: str, inplace: bool) -> tuple | None:
+        """(the fused hook of level l's ``phase``, level l's A, the B of the phase's steps):
+        R.smooth_restrict_ for "pre", P.add_to_smooth_ for "post"; None when the cycle must
+        run the steps one by one: not in place, no such hook, Pi or sigma_R present, or a
+        step with sigma, a projection, an iterate-dependent B or another A.
+
+        Called on every visit, so it reads the modules' registries directly: an attribute
+        of a module that holds a module lives in ``_modules`` (``nn.Module.__setattr__``
+        puts it there), and an ``nn.Module`` attribute look-up costs microseconds."""
         if not inplace:
             return None
-        t = self.transfers[l]
-        hook = getattr(t.R, "smooth_restrict_", None) if phase == "pre" else None
-        if phase == "post":
-            hook = getattr(t.P, "add_to_smooth_", None)
-        if not callable(hook) or t.Pi is not None or t.sigma_R is not None:
+        t = self.transfers._modules[str(l)]._modules
+        if t.get("Pi") is not None or t.get("sigma_R") is not None:
             return None
-        A = self.levels[l].A
-        for step in getattr(self.levels[l], phase):
-            if step.A is not A or step.sigma_in is not None or step.sigma_out is not None:
+        hook = getattr(t["R"], "smooth_restrict_", None) if phase == "pre" else None
+        if phase == "post":
+            hook = getattr(t["P"], "add_to_smooth_", None)
+        if not callable(hook):
+            return None
+        level = self.levels._modules[str(l)]._modules
+        A = level["A"]
+        Bs = []
+        for step in level[phase]._modules.values():
+            m = step._modules
+            B = m["B"]
+            if m["A"] is not A or m.get("sigma_in") is not None or m.get("sigma_out") is not None:
                 return None
-            if step.project is not None or getattr(step.B, "needs_u", False):
+            if m.get("project") is not None or getattr(type(B), "needs_u", False):
                 return None
-        return hook
-
-    def _Bs(self, l: int, phase: str) -> list[nn.Module]:
-        return [step.B for step in getattr(self.levels[l], phase)]
+            if B.__dict__.get("needs_u", False):
+                return None
+            Bs.append(B)
+        return hook, A, Bs
 
     def _visit(
         self,
@@ -385,7 +395,7 @@ class MgCycle(nn.Module):
         last = l == self.depth - 1
         # the pre-smoothing and the restriction in one pass (FusedSmoothingRestriction)
         fused = None if last else self._fusable(l, "pre", inplace)
-        done = None if fused is None else fused(self.levels[l].A, u, f, self._Bs(l, "pre"))
+        done = None if fused is None else fused[0](fused[1], u, f, fused[2])
         f_c = None
         if done is not None:
             u, f_c = done
@@ -408,7 +418,7 @@ class MgCycle(nn.Module):
         P: Operator | InPlaceProlongation = self.transfers[l].P
         # the correction and the post-smoothing in one pass (FusedCorrectionSmoothing)
         fused = None if u is None else self._fusable(l, "post", inplace)
-        done = None if fused is None else fused(u, e_c, self.levels[l].A, f, self._Bs(l, "post"))
+        done = None if fused is None else fused[0](u, e_c, fused[1], f, fused[2])
         if done is not None:
             return done
         add_to = getattr(P, "add_to", None) if inplace and u is not None else None

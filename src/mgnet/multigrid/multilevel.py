@@ -129,6 +129,12 @@ def _all_finite(x: Tensor) -> bool:
     return bool(torch.isfinite(lo)) and bool(torch.isfinite(hi))
 
 
+def _amax_abs(x: Tensor) -> Tensor:
+    """max |x| per sample (float64), from one min/max reduction (no |x| temporary)."""
+    lo, hi = torch.aminmax(x.flatten(1), dim=1)
+    return torch.maximum(-lo, hi).double()
+
+
 def _residual_norms(A: nn.Module, x: Tensor | None, b: Tensor) -> Tensor:
     """||b - A x|| per sample, as ``_norms(residual(A, x, b))``. An A that offers
     ``residual_norm(x, b)`` (a fixed stencil's compiled CPU kernel, which reads x and b
@@ -309,9 +315,9 @@ class MultilevelSolver:
         whatever the size of b (1e160, or 1e19 with float32 cycles)."""
         if not self.linear:
             return None
-        amax = b.flatten(1).abs().amax(dim=1).double()
+        amax = _amax_abs(b)
         if x is not None:
-            amax = torch.maximum(amax, x.flatten(1).abs().amax(dim=1).double())
+            amax = torch.maximum(amax, _amax_abs(x))
         # where nothing can over- or underflow the scaling changes no bit: skip its passes
         lo, hi = (2.0**-400, 2.0**400) if self.dtype == torch.float64 else (2.0**-60, 2.0**60)
         if bool((((amax >= lo) & (amax <= hi)) | (amax == 0)).all()):
