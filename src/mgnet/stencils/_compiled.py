@@ -496,14 +496,18 @@ def _interp_row_add(u, ub, src, eb, m, mode, h):
 
 
 @_jit
-def _interp_plane(u, e, row, b, i0, n0, n1, n2, m0, m1, m, modes, w, idx0, w0, idx1, w1):
-    """u += P e on the fine plane i0: each fine row gets the 1D interpolation (along axis 2)
-    of the weighted sum of the (up to four) coarse rows that interpolate it."""
+def _interp_plane(u, e, row, b, i0, n0, n1, n2, m0, m1, m, modes, w, idx0, w0, idx1, w1, assign):
+    """u += P e on the fine plane i0 (u = P e when ``assign``): each fine row gets the 1D
+    interpolation (along axis 2) of the weighted sum of the (up to four) coarse rows that
+    interpolate it."""
     h = w[1]
     t0 = _interp_taps(i0, m0, modes[0], idx0, w0, w)
     for i1 in range(n1):
         t1 = _interp_taps(i1, m1, modes[1], idx1, w1, w)
         ub = ((b * n0 + i0) * n1 + i1) * n2
+        if assign:  # zeroed row by row, while the row is in cache
+            for j in range(n2):
+                u[_u(ub + j)] = 0
         if t0 == 1 and t1 == 1 and w0[0] == w[2] and w1[0] == w[2]:
             eb = ((b * m0 + idx0[0]) * m1 + idx1[0]) * m
             _interp_row_add(u, ub, e, eb, m, modes[2], h)
@@ -584,12 +588,13 @@ def _advance(
     for k in range(S):
         tgt = min(q + S - 1 - k, n0 - 1)
         while done[k] <= tgt:
-            if interp and k == 0:
+            if interp != 0 and k == 0:
                 _interp_plane(
-                    u, e, row, b, done[k], n0, n1, n2, m0, m1, m2, modes, w, ia, wa, ib, wb
-                )
+                    u, e, row, b, done[k], n0, n1, n2, m0, m1, m2, modes, w, ia, wa, ib, wb,
+                    interp == 2,
+                )  # fmt: skip
             else:
-                c = k - 1 if interp else k
+                c = k - 1 if interp != 0 else k
                 _colour_plane(
                     u, f, plane, b, done[k], n0, n1, n2, st, parities[c], scales[c], sv, use_sv
                 )
@@ -631,7 +636,7 @@ def sweep(
 ):
     """Up to three things in one pass over memory, plane by plane along axis 0:
 
-    1. ``interp``: u += P e (e on the coarse grid m0 x m1 x m2);
+    1. ``interp`` 1: u += P e (e on the coarse grid m0 x m1 x m2); 2: u = P e;
     2. the colour steps k = 0, 1, ...: u <- u + s_k (f - A u) on the nodes of parity
        ``parities[k]`` (scale ``scales[k]``, or the grid ``sv`` when ``use_sv``), each
        exact for a stencil with axis neighbours only (see :func:`_colour_plane`);
@@ -646,7 +651,7 @@ def sweep(
     plane: there every stage covers the grid before the residual starts. ``plane`` holds
     n1 * n2 numbers, ``ring`` 3 * n1 * n2, ``row`` m2."""
     st = (gsrc, gkind, gc, gv, cv, sg, periodic, fused)
-    S = parities.shape[0] + 1 if interp else parities.shape[0]
+    S = parities.shape[0] + 1 if interp != 0 else parities.shape[0]
     done = np.zeros(S + 1, np.int64)
     held = np.empty(3, np.int64)
     slots = np.empty(3, np.int64)

@@ -50,6 +50,7 @@ __all__ = [
     "compile_seconds",
     "disabled",
     "enabled",
+    "interpolate",
     "interpolate_add_",
     "jacobi_update_",
     "residual_norms",
@@ -374,6 +375,12 @@ def interpolate_add_(fine_shape: tuple[int, ...], bc: str, u: Tensor, e: Tensor)
     return u
 
 
+def interpolate(fine_shape: tuple[int, ...], bc: str, e: Tensor, out: Tensor) -> Tensor:
+    """out = P e (``out`` on the fine grid; its values are overwritten, never read)."""
+    sweep_(None, out, None, [], e=e, fine=(tuple(fine_shape), bc), assign=True)
+    return out
+
+
 def sweep_(
     op,
     u: Tensor,
@@ -382,6 +389,7 @@ def sweep_(
     e: Tensor | None = None,
     out: Tensor | None = None,
     fine: tuple[tuple[int, ...], str] | None = None,
+    assign: bool = False,
 ) -> Tensor:
     """In one pass over u (see ``_compiled.sweep``): u += P e (when ``e`` is given), then
     the colour steps u <- u + s (f - A u) on the nodes of each (parity, s) of ``steps`` in
@@ -389,7 +397,8 @@ def sweep_(
 
     A scale s is a number, or a grid read at the nodes of its colour only; the grids of
     several steps are summed into one, so two steps of one parity must share their grid.
-    ``op`` may be None for the interpolation alone, with ``fine`` = (grid, bc)."""
+    ``op`` may be None for the interpolation alone, with ``fine`` = (grid, bc);
+    ``assign`` makes the interpolation u = P e (u's values are not read)."""
     dtype = u.dtype
     npdt = _NP[dtype]
     if op is None:
@@ -437,7 +446,7 @@ def sweep_(
         scales,
         sv,
         bool(grids),
-        e is not None,
+        0 if e is None else 2 if assign else 1,
         out is not None,
     )
     return u
