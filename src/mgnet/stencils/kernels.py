@@ -243,6 +243,7 @@ class StencilData:
         self._residual = (self.gsrc, self.gkind, self.neg, *rest, npdt(-1), *tail)
         self._apply = (self.gsrc, self.gkind, self.gc, *rest, npdt(1), *tail)
         self.buffers: dict = {}
+        self.sweeps: dict = {}  # prepared arguments of sweep_ calls
 
     def args(self, residual: bool) -> tuple:
         """The stencil as a kernel takes it: (gsrc, gkind, gc, gv, cv, sg, periodic, fused),
@@ -400,6 +401,46 @@ def sweep_(
     ``op`` may be None for the interpolation alone, with ``fine`` = (grid, bc);
     ``assign`` makes the interpolation u = P e (u's values are not read)."""
     dtype = u.dtype
+    coarse = e if e is not None else out
+    constant = all(not isinstance(sc, Tensor) for _, sc in steps)
+    key = (
+        dtype,
+        None if op is not None else fine,
+        tuple(steps) if constant else None,
+        None if coarse is None else tuple(coarse.shape[2:]),
+        e is None,
+        out is None,
+        assign,
+    )
+    cache = _SWEEPS if op is None else stencil_data(op, dtype).sweeps
+    prepared = cache.get(key) if constant else None
+    if prepared is None:  # everything of the call but the tensors, prepared once
+        prepared = _prepare_sweep(
+            op, dtype, steps, coarse, e is not None, out is not None, fine, assign
+        )
+        if constant:
+            if len(cache) >= 64:
+                cache.clear()
+            cache[key] = prepared
+    shape3, head, tail = prepared
+    none = _NO_GRID[dtype]
+    _compiled().sweep(
+        _flat(u),
+        _flat(f) if f is not None else none,
+        _flat(e) if e is not None else none,
+        _flat(out) if out is not None else none,
+        *head,
+        _batch(u, shape3),
+        *tail,
+    )
+    return u
+
+
+_SWEEPS: dict = {}
+
+
+def _prepare_sweep(op, dtype, steps, coarse, interp, restrict, fine, assign) -> tuple:
+    """(grid, the arguments of ``_compiled.sweep`` before the batch size, those after)."""
     npdt = _NP[dtype]
     if op is None:
         shape, bc = fine
@@ -411,7 +452,6 @@ def sweep_(
         d = stencil_data(op, dtype)
         shape3 = d.shape3
         args = d.args(True)
-    coarse = e if e is not None else out
     coarse3 = grid3(tuple(coarse.shape[2:])) if coarse is not None else (1, 1, 1)
     parities = np.array([p for p, _ in steps], dtype=np.int64)
     grids: dict[int, Tensor] = {}
@@ -428,15 +468,12 @@ def sweep_(
         sv = _NO_GRID[dtype]
     n12 = shape3[1] * shape3[2]
     none = _NO_GRID[dtype]
-    _compiled().sweep(
-        _flat(u),
-        _flat(f) if f is not None else none,
-        _flat(e) if e is not None else none,
-        _flat(out) if out is not None else none,
+    head = (
         d.buffer("plane", n12) if steps else none,
-        d.buffer("ring", 3 * n12) if out is not None else none,
-        _scratch("row", coarse3[2], dtype) if e is not None else _NO_GRID[dtype],
-        _batch(u, shape3),
+        d.buffer("ring", 3 * n12) if restrict else none,
+        _scratch("row", coarse3[2], dtype) if interp else none,
+    )
+    tail = (
         *shape3,
         *coarse3,
         *args,
@@ -446,10 +483,10 @@ def sweep_(
         scales,
         sv,
         bool(grids),
-        0 if e is None else 2 if assign else 1,
-        out is not None,
+        0 if not interp else 2 if assign else 1,
+        restrict,
     )
-    return u
+    return shape3, head, tail
 
 
 def _grid_scale(d: StencilData, grids: list[Tensor], dtype: torch.dtype) -> np.ndarray:
