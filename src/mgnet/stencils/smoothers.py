@@ -87,11 +87,17 @@ class ColoredJacobi(nn.Module):
     """B = M D^-1: a Jacobi step on the nodes of one colour (M is a 0/1 mask).
 
     ``parity`` (0 or 1, set by :func:`red_black`) says that M is the red (0) or black (1)
-    colouring, (i_1 + ... + i_d) mod 2 = parity, which lets :meth:`update_` work in blocks.
+    colouring, (i_1 + ... + i_d) mod 2 = parity, which lets :meth:`update_` work in blocks;
+    ``mask`` may then be None (M is built from the parity, and only when a grid is needed:
+    the compiled kernels of a constant stencil never need it).
     """
 
     def __init__(
-        self, A: StencilOperator, mask: Tensor, color: str = "", parity: int | None = None
+        self,
+        A: StencilOperator,
+        mask: Tensor | None,
+        color: str = "",
+        parity: int | None = None,
     ) -> None:
         super().__init__()
         self.color = color
@@ -106,6 +112,10 @@ class ColoredJacobi(nn.Module):
             # M D^-1 is built on first use: the compiled kernels never need the grid
             self.register_buffer("_scale", None, persistent=False)
         else:
+            if mask is None:
+                if parity is None:
+                    raise ValueError("mask: give the colour's mask, or its parity (0 or 1)")
+                mask = _parity(self.shape) == parity
             scale = torch.as_tensor(scale, dtype=torch.float64)
             zero = torch.zeros((), dtype=scale.dtype)
             self.register_buffer("_scale", torch.where(mask, scale, zero), persistent=False)
@@ -176,8 +186,8 @@ def red_black(A: StencilOperator) -> tuple[ColoredJacobi, ColoredJacobi]:
         raise ValueError(
             f"A: red-black colouring of a periodic grid needs even sizes, got {A.shape}"
         )
-    p = _parity(A.shape)
-    return ColoredJacobi(A, p == 0, "red", 0), ColoredJacobi(A, p == 1, "black", 1)
+    # the masks are made by the smoothers themselves, and only where they need them
+    return ColoredJacobi(A, None, "red", 0), ColoredJacobi(A, None, "black", 1)
 
 
 def chebyshev_weights(nu: int, lam_max: float, lower: float = 0.25) -> list[float]:
