@@ -258,6 +258,8 @@ def _train_case(name, device, batch, size, compiled, backend, warmup, steps) -> 
             torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
         ),
     }
+    if compiled:
+        torch._dynamo.reset()  # the next model compiles from scratch, as a fresh run would
     return row
 
 

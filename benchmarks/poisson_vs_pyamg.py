@@ -1,110 +1,98 @@
 """Poisson on structured grids: the MgNet cycle as a multigrid solver against PyAMG and SciPy.
 
-For 2D Poisson (5-point, n^2 = 255^2 .. 2047^2) and 3D Poisson (7-point, 63^3, 127^3) this
-prints, from one run on one machine, the time to a relative residual of 1e-8 (setup +
+For 2D Poisson (5-point, n^2 = 255^2 .. 4095^2) and 3D Poisson (7-point, 63^3, 127^3) this
+prints, from one run on one machine, the time to a relative residual of 1e-8 (set-up +
 solve), iterations and mean convergence factor of
 
-* mgnet: ``MultigridSolver`` (red-black Gauss-Seidel V(1,1), rediscretized coarse grids);
+* mgnet: ``MultigridSolver`` (red-black Gauss-Seidel V(1,1), rediscretized coarse grids),
+  the best of ``--repeat`` runs;
 * PyAMG Ruge-Stuben and smoothed aggregation (``pyamg.ruge_stuben_solver``,
-  ``pyamg.smoothed_aggregation_solver``, default options, ``solve(tol=1e-8)``);
+  ``pyamg.smoothed_aggregation_solver``, default options, ``solve(tol=1e-8)``), skipped
+  above ``--pyamg-max`` unknowns (5M: 4095^2 would take minutes and gigabytes);
 * ``scipy.sparse.linalg.spsolve`` (skipped where it would take over a minute);
 
-and the ratios, our time per unknown, FMG time to discretization accuracy, and the
-distance of one V-cycle from this machine's memory-bandwidth bound (the bytes a V(1,1)
-cycle has to move at least, divided by the measured copy bandwidth).
+and the ratios; our time per unknown; one V(1,1) cycle with the compiled CPU kernels
+(:mod:`mgnet.stencils.kernels`) and with ``MGNET_KERNELS`` off (the PyTorch path), against
+this machine's bandwidth bound (the bytes of ten grid arrays per level, see below, at the
+copy bandwidth measured in the same run); FMG (one pass, on the same hierarchy) against
+the V-cycle solve, with its error against the discretization error; and the kernels'
+first call (compile, or load from numba's cache).
 
 Run (never two benchmarks at once on a small machine)::
 
     OPENBLAS_NUM_THREADS=1 python benchmarks/poisson_vs_pyamg.py --threads 1
-    python benchmarks/poisson_vs_pyamg.py              # default threads
+    python benchmarks/poisson_vs_pyamg.py --threads 1 --clock cpu   # steadier when shared
     python benchmarks/poisson_vs_pyamg.py --quick      # 255^2, 511^2 and 63^3 only
     python benchmarks/poisson_vs_pyamg.py --threads 1 --sizes 1023,63x63x63
+    MGNET_KERNELS=0 python benchmarks/poisson_vs_pyamg.py --threads 1 --sizes 1023
 
-Measured with ``--threads 1`` (2-core Xeon VM, 2 MiB L2 per core, float64, torch 2.14.1
-CPU, PyAMG 5.4.1, SciPy 1.17.1), one run; other jobs shared the machine (load about 1-2),
-so absolute times are noisy and the ratios, from the same run, are what to compare::
+Measured with ``--threads 1 --clock cpu --no-spsolve`` (CPU time of this process; 2-core
+Xeon VM with AVX-512, 2 MiB L2 per core, float64, torch 2.14.1, numba 0.68.1, PyAMG 5.4.1,
+SciPy 1.17.1), one run while up to eight other jobs shared the machine (load 2-9 during
+the session); absolute times are noisy, the ratios come from the same run::
 
-    grid        mgnet s  its  factor | RS s (x)      | SA s (x)       | spsolve s (x) | ns/unknown
-    255^2        0.042    9   0.125  | 0.164 (3.9)   | 0.330 (7.9)    | 0.380 (9.1)   |   642
-    511^2        0.113    9   0.125  | 0.654 (5.8)   | 1.862 (16.4)   | 3.052 (27.0)  |   434
-    1023^2       0.449    9   0.125  | 2.743 (6.1)   | 12.46 (27.7)   | 20.47 (45.5)  |   429
-    2047^2       2.215    9   0.125  | 12.49 (5.6)   | 63.18 (28.5)   | skipped       |   529
-    63^3         0.311   13   0.241  | 1.413 (4.5)   | 2.485 (8.0)    | skipped       |  1245
-    127^3        1.618   14   0.247  | 26.20 (16.2)  | 33.16 (20.5)   | skipped       |   790
+    grid     mgnet s its factor| RS s (x)     | SA s (x)     | ns/unkn.| V-cycle ms: kernels,
+                                                                         PyTorch, bound (x bound)
+    255^2     0.022   9  0.125 | 0.105 (4.8)  | 0.271 (12.5) |  335    | 1.49  3.03  0.53 (2.8)
+    511^2     0.045   9  0.125 | 0.532 (11.8) | 1.518 (33.5) |  173    | 4.02  11.2  2.15 (1.9)
+    1023^2    0.118   9  0.125 | 2.361 (19.9) | 9.530 (80.4) |  113    | 10.3  36.1  8.60 (1.2)
+    2047^2    0.605   9  0.125 | 11.11 (18.4) | 48.60 (80.3) |  144    | 54.4  154   34.4 (1.6)
+    4095^2    2.350   9  0.125 | skipped      | skipped      |  140    | 205   614   138  (1.5)
+    63^3      0.071  13  0.241 | 1.209 (17.0) | 1.885 (26.5) |  285    | 4.16  7.73  1.76 (2.4)
+    127^3     0.571  14  0.247 | 19.40 (34.0) | 22.86 (40.1) |  279    | 34.2  67.6  14.4 (2.4)
 
-    FMG (2 V(1,1) per level) to 0.83-0.86x (2D) and 0.41-0.45x (3D) of the
-    discretization error: 0.03 s (255^2), 0.17 s (1023^2), 1.06 s (2047^2), 0.34 s (127^3).
-    One V(1,1) cycle against the copy-bandwidth bound (13.6 GB/s measured): 5.2x at 511^2,
-    5.0x at 1023^2, 6.9x at 2047^2, 5.0x (63^3) and 8.8x (127^3) in 3D.
+    FMG, one pass, error / discretization error and time / V-cycle solve time:
+                 1 V(1,1) per level   2 V(1,1) per level   1 V(2,1) per level
+    255^2        1.51x   0.31         0.83x   0.56         0.36x   0.36
+    1023^2       1.55x   0.27         0.84x   0.39         0.36x   0.30
+    2047^2       1.59x   0.20         0.86x   0.32         0.37x   0.21
+    4095^2       1.74x   0.24         0.93x   0.36         0.41x   0.25
+    127^3       15.2x    0.11         0.45x   0.18         5.03x   0.12
 
-Against the targets: at 1023^2 6.1x faster than Ruge-Stuben (target 5x) and 27.7x faster
-than smoothed aggregation (target 20x); 2D time per unknown from 255^2 to 2047^2 within
-1.49x (target 1.5x; 255^2 is the slowest, where a V-cycle's ten levels cost more in
-Python per operation than in arithmetic, so this margin is thin and moves with the load).
+    copy bandwidth 13.0 GB/s; the kernels' first call 0.55 s (loaded from numba's cache;
+    a cold compile of both dtypes took 10-30 s on this machine)
 
-A second run of the same code on a quieter machine (load about 1), 2D only, no spsolve:
+Against the targets: 1023^2 set-up + solve 19.9x faster than Ruge-Stuben (target 20x; an
+earlier run of the same code gave 19.9x too, and 14-17x before the last round of
+Python-overhead cuts); V(1,1) within 1.2-2.8x of the bandwidth bound (target 3x; it was
+5-9x); FMG reaches the discretization error in 0.21-0.30 of the V-cycle solve in 2D
+(1 V(2,1) per level; target 1/4: met from 2047^2 up, missed at 1023^2 and below, where
+the Python that drives each level visit weighs more) and 0.18-0.22 in 3D (2 V(1,1) per
+level); 127^3 34x faster than Ruge-Stuben (target 10x); 2D time per unknown from 255^2 to
+4095^2 within 2.96x (target 1.3x: missed). The large grids run near the bandwidth bound;
+255^2 does not, because a level visit costs tens of microseconds of Python (eight levels,
+about 20 kernel calls per V-cycle) and the set-up builds its levels in Python: half of a
+255^2 V-cycle is not arithmetic. Stopping the hierarchy at 15^2 (``max_coarse=225``) makes
+255^2 about 15% faster, not 2x.
 
-    --threads 1:   255^2 0.040 s (RS 5.3x, SA 9.2x), 511^2 0.107 s (5.4x, 16.0x),
-                   1023^2 0.479 s (5.3x, 24.7x), 2047^2 1.811 s (7.0x, 32.6x);
-                   ns/unknown 621, 408, 458, 432: largest / smallest 1.52 (target 1.5)
-    default (2 threads, OpenBLAS default):
-                   1023^2 0.327 s (RS 7.7x, SA 33.4x), 2047^2 1.102 s (10.4x, 54.2x);
-                   ns/unknown 313, 263
+The bound: a V(1,1) red-black cycle must at least read u and f and write u in each of its
+two sweeps (6 arrays), read u and f for the restricted residual (2) and read and write u
+for the correction (2): 10 arrays of N doubles on the fine grid, times 1 + 2^-d + 4^-d +
+... for the coarse grids. The fused kernels move about 6 (u and f read and u written on
+the way down, the same on the way up), which is how the cycle gets close to that bound.
 
-So the speed targets hold at 1023^2 in both runs, and the flatness target sits on its edge
-(1.49 and 1.52): 255^2 pays Python overhead on eight levels. Stopping the hierarchy at a
-7x7 grid solved directly (``max_coarse=49``) made 255^2 27% and 1023^2 14% faster (and the
-factor 0.085) in a quick check, but it is not the default: the textbook hierarchy down to
-one node is what the tests and the theory page compare against.
+What this round did (1023^2, CPU time, best of several, same session):
 
-Before this round the same table read (a more heavily loaded run): 1023^2 1.10 s, 5.1x
-vs RS, 16x vs SA; ns/unknown 964, 616, 1051, 1732 (255^2 .. 2047^2), a 2.8x spread.
-Measured side by side in one session (solver only, CPU time, best of four):
-255^2 0.083 -> 0.060 s, 511^2 0.216 -> 0.109 s, 1023^2 0.783 -> 0.365 s, 2047^2
-3.33 -> 1.63 s. What helped, in the order it was done (1023^2 unless said):
+* Compiled kernels for every hot path (residual, red and black steps, Jacobi, R, P,
+  residual norm), one pass over memory each instead of one per stencil offset: V-cycle
+  about 40 -> 18 ms.
+* A red or black step computes the residual at its own nodes only: 18 -> 12 ms.
+* The cycle's fused hooks (``R.smooth_restrict_``, ``P.add_to_smooth_``): the
+  pre-smoothing and the restriction of the residual, and the correction and the
+  post-smoothing, each one pipelined pass; the coarse levels start that pass from zero.
+* The convergence test's residual norm without storing the residual; the colour masks of
+  a constant stencil built only when a grid is asked for (set-up 12 -> 3 ms); the fused
+  hooks' eligibility read from the modules' registries (32 -> 3 us per level visit);
+  min/max reductions instead of ``aminmax`` along a dimension and ``isfinite(x).all()``.
 
-* In-place cycle: ``MgCycle(..., inplace=True)`` under ``torch.no_grad`` and without a
-  record lets the steps overwrite the iterate (``u.add_``), and a B with ``update_`` does
-  u <- u + B (f - A u) itself (residual in the operator's buffer, then one ``addcmul_``).
-  Fresh grid-sized tensors page-fault on every step; the V-cycle went from about 180 to
-  65 ms.
-* ``Interpolation.add_to`` (u += P e without a fine-grid temporary) and private scratch
-  buffers for the intermediate passes of R and P: u + P e 4.4-11 ms (allocating) ->
-  2.2-2.6 ms.
-* Red-black masks built once per level (they were built for pre- and post-smoothing
-  separately, with int64 index grids): setup 65 -> 20 ms (2047^2: 0.22 -> 0.05 s).
-* Cached views on small grids (stencil terms per iterate, R/P slices): building a view
-  costs about 5 us here, more than the arithmetic of a 15^2 grid; a 255^2 V-cycle went
-  from 6.8 to 3.2 ms.
-* Residuals in blocks of rows of about 64K numbers (512 KiB, so f, u and the residual
-  stay in L2 while the five passes run): per residual 2047^2 33 -> 23 ms, 1023^2
-  6.0 -> 5.0 ms, 511^2 1.4 -> 1.1 ms. Red-black steps on stencils with axis neighbours
-  only also update each block right after its residual (its own colour is coupled only
-  to the other one), which moves the update into the cache too: 3.7 -> 3.3 ms per step.
-
-What did not help:
-
-* Residual only at the red nodes by strided sub-lattices (two quarter-size stride-2
-  views in 2D): 7.5 ms per red step against 7.0 ms masked. Stride-2 views read every
-  cache line anyway, and PyTorch does not vectorize them.
-* A flat-parity colour step (for an odd row length the flat index has the parity of
-  i + j, so one colour is one stride-2 view and the step touches half the nodes): 28%
-  faster than the unblocked masked step at 1023^2, no faster at 2047^2 and slower below
-  255^2 (more Python per step); after blocking, the masked step matched it, so it went.
-* Flat 1D shifted views for the residual instead of 2D slices: 4.53 vs 4.47 ms.
-* ``torch.compile`` remains unused (see below): fused kernels would remove most of the
-  remaining gap to the bandwidth bound, but a cold compile costs 40+ s per grid size.
-
-How stencils are applied (1023^2, float64, one thread, same machine, earlier session):
-
-* ``torch.nn.functional.conv2d`` single channel: about 28 ms per 5-point application;
-* ``scipy.ndimage.correlate``: about 14 ms;
-* slicing with temporaries (``f - 4*u[c] + u[n] + ...``): about 37 ms, dominated by
-  allocating (page-faulting) fresh 8 MB tensors;
-* slicing into a preallocated buffer with in-place fused multiply-adds (what
-  ``StencilOperator.residual`` does): about 6 ms, 5 ms in blocks of rows;
-* ``torch.compile`` of the same expression: about 3 ms, but 40+ s to compile per grid
-  size on a cold cache, so it is not used.
+Before this round (wall time, load 1-2): 1023^2 0.449 s, 6.1x Ruge-Stuben, 27.7x
+smoothed aggregation; V(1,1) 5.0-8.8x the bound; ns/unknown 642, 434, 429, 529 from 255^2
+to 2047^2. How stencils are applied on the PyTorch path (1023^2, float64, one thread):
+``conv2d`` single channel about 28 ms per 5-point application, ``scipy.ndimage.correlate``
+about 14 ms, slicing into a preallocated buffer with in-place multiply-adds about 6 ms
+(5 ms in cache-sized blocks of rows), and ``torch.compile`` of the same expression about
+3 ms but 40+ s to compile per grid size on a cold cache, so it is not used; the compiled
+kernel here takes about 1 ms and compiles once per machine.
 """
 
 from __future__ import annotations

@@ -12,15 +12,19 @@ call these kernels where they can, so the cycle stays the one of :mod:`mgnet.cor
   wait in a buffer until the next plane no longer reads the old ones);
 * ``restrict`` and ``residual_restrict``: R x, and R (f - A u) without storing f - A u
   (the residual of the three fine planes a coarse plane needs is computed just before);
-* ``interpolate_add_``: u <- u + P e in place;
+* ``interpolate_add_`` and ``interpolate``: u <- u + P e in place, and P e;
+* ``sweep_``: the pipelined pass behind the cycle's fused hooks (interpolation, colour
+  steps and the restriction of the residual, plane by plane, in one pass over memory);
 * ``residual_norms``: ||f - A u|| per sample without storing f - A u (the solver's
   convergence test).
 
 They cover 1D, 2D and 3D grids, Dirichlet and periodic boundaries, constant and variable
 coefficients, float32 and float64. They are compiled by numba (``cache=True``: the first
-call on a machine compiles them, a few seconds in all for both dtypes; later processes
-load the compiled code from numba's cache in well under a second; the benchmark
-``benchmarks/poisson_vs_pyamg.py`` prints both) and run on NumPy views of CPU tensors.
+call on a machine compiles them, 10-30 s for both dtypes on a small shared machine; later
+processes load the machine code from numba's cache in about a second; :func:`warm_up`
+measures it and ``benchmarks/poisson_vs_pyamg.py`` prints it) and run on NumPy views of
+CPU tensors. Their scratch buffers belong to the operator (or the process), so one
+operator is not used by two threads at once.
 
 The pure-PyTorch code of the operators stays the reference and the path for everything
 else: autograd (a tensor that requires grad while grad mode is on), CUDA, other dtypes,
@@ -45,6 +49,7 @@ from torch import Tensor
 
 __all__ = [
     "ENABLED",
+    "sweep_",
     "available",
     "colour_update_",
     "compile_seconds",
@@ -533,20 +538,21 @@ def warm_up() -> float:
 
     t0 = time.perf_counter()
     _compiled()
-    for dtype in _DTYPES:
-        for dim in (2,):  # one compiled version per dtype serves 1D, 2D and 3D
-            op = laplacian(5, dim=dim)
-            u = torch.zeros(1, 1, *op.shape, dtype=dtype)
-            c = torch.zeros(1, 1, *(2,) * dim, dtype=dtype)
-            stencil(op, u, u, torch.empty_like(u))
-            stencil(op, u, None, torch.empty_like(u))
-            colour_update_(op, u, u, 0, 0.5)
-            colour_update_(op, u, u, 0, torch.ones(op.shape, dtype=dtype))
-            jacobi_update_(op, u, u, 0.5)
-            jacobi_update_(op, u, u, torch.ones(op.shape, dtype=dtype))
-            restrict(op.shape, "dirichlet", u, c)
-            residual_restrict(op, u, u, c)
-            interpolate_add_(op.shape, "dirichlet", u, c)
+    for dtype in _DTYPES:  # one compiled version per dtype serves 1D, 2D and 3D
+        op = laplacian(5, dim=2)
+        u = torch.zeros(1, 1, *op.shape, dtype=dtype)
+        c = torch.zeros(1, 1, 2, 2, dtype=dtype)
+        grid = torch.ones(op.shape, dtype=dtype)
+        stencil(op, u, u, torch.empty_like(u))
+        stencil(op, u, None, torch.empty_like(u))
+        residual_norms(op, u, u)
+        colour_update_(op, u, u, 0, 0.5)
+        colour_update_(op, u, u, 0, grid)
+        jacobi_update_(op, u, u, 0.5)
+        jacobi_update_(op, u, u, grid)
+        restrict(op.shape, "dirichlet", u, c)
+        residual_restrict(op, u, u, c)
+        interpolate_add_(op.shape, "dirichlet", u, c)
     _compile_seconds = time.perf_counter() - t0 + _load_seconds
     return _compile_seconds
 
