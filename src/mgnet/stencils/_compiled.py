@@ -554,37 +554,13 @@ def _colour_plane(u, f, plane, b, p, n0, n1, n2, st, parity, s, sv, use_sv):
 
 
 @_jit
-def _advance(
-    q,
-    done,
-    S,
-    interp,
-    u,
-    f,
-    e,
-    plane,
-    row,
-    b,
-    n0,
-    n1,
-    n2,
-    m0,
-    m1,
-    m2,
-    st,
-    modes,
-    w,
-    parities,
-    scales,
-    sv,
-    use_sv,
-    ia,
-    wa,
-    ib,
-    wb,
-):
+def _advance(q, done, S, u, f, e, plane, row, b, dims, st, modes, w, stages, scratch):
     """Run every stage k as far as plane min(q + S - 1 - k, n0 - 1): afterwards the last
-    stage is done on planes 0 .. q."""
+    stage is done on planes 0 .. q. ``dims`` = (n0, n1, n2, m0, m1, m2), ``stages`` =
+    (interp, parities, scales, sv, use_sv), ``scratch`` = (ia, wa, ib, wb)."""
+    n0, n1, n2, m0, m1, m2 = dims
+    interp, parities, scales, sv, use_sv = stages
+    ia, wa, ib, wb = scratch
     for k in range(S):
         tgt = min(q + S - 1 - k, n0 - 1)
         while done[k] <= tgt:
@@ -665,6 +641,9 @@ def sweep(
     wa = np.empty(3, u.dtype)
     wb = np.empty(3, u.dtype)
     size = n1 * n2
+    dims = (n0, n1, n2, m0, m1, m2)
+    stages = (interp, parities, scales, sv, use_sv)
+    scratch = (ia, wa, ib, wb)
     for b in range(B):
         for k in range(S):
             done[k] = 0
@@ -691,70 +670,14 @@ def sweep(
                 p = idx0[a]
                 held[slots[a]] = p
                 q = n0 - 1 if periodic else min(p + 1, n0 - 1)
-                _advance(
-                    q,
-                    done,
-                    S,
-                    interp,
-                    u,
-                    f,
-                    e,
-                    plane,
-                    row,
-                    b,
-                    n0,
-                    n1,
-                    n2,
-                    m0,
-                    m1,
-                    m2,
-                    st,
-                    modes,
-                    w,
-                    parities,
-                    scales,
-                    sv,
-                    use_sv,
-                    ia,
-                    wa,
-                    ib,
-                    wb,
-                )
+                _advance(q, done, S, u, f, e, plane, row, b, dims, st, modes, w, stages, scratch)
                 for i1 in range(n1):
                     _stencil_row(u, f, ring, slots[a] * size + i1 * n2, b, p, i1, n0, n1, n2, st)
             for a in range(t0):
                 pbase[a] = slots[a] * size
             ob = (b * m0 + I0) * m1 * m2
             _restrict_plane(ring, pbase, w0, t0, n1, n2, out, ob, m1, m2, modes, w, idx1, w1)
-        _advance(
-            n0 - 1,
-            done,
-            S,
-            interp,
-            u,
-            f,
-            e,
-            plane,
-            row,
-            b,
-            n0,
-            n1,
-            n2,
-            m0,
-            m1,
-            m2,
-            st,
-            modes,
-            w,
-            parities,
-            scales,
-            sv,
-            use_sv,
-            ia,
-            wa,
-            ib,
-            wb,
-        )
+        _advance(n0 - 1, done, S, u, f, e, plane, row, b, dims, st, modes, w, stages, scratch)
 
 
 @_jit
