@@ -17,20 +17,21 @@ into ``--out``. The steps (``--steps`` picks some):
   float64 residuals): set-up, solve, iterations; the time of one V(1,1) cycle against the
   bandwidth bound for the bytes it must move (10 grid arrays per level, float32; the
   device's copy bandwidth measured in the same run), and the kernels one cycle launches;
+* ``ddp``: one process of DistributedDataParallel on NCCL (gloo on the CPU), a few steps
+  and an all-reduce;
+* ``amg``: the algebraic solver (``mgnet.multigrid.smoothed_aggregation_solver``, when the
+  package has it) on 2D Poisson 1023^2 on the device, against PyAMG's solve on the CPU;
 * ``training``: images/s and peak memory of one SGD step (forward, loss, backward,
   update) for ``mgnet_cifar``, ``preact_resnet18`` and ``resnet18`` at batch 256 on
   CIFAR-shaped synthetic data, bf16 autocast and channels-last, without and with
   ``torch.compile``, and mgnet_cifar's throughput relative to preact_resnet18's;
-* ``ddp``: one process of DistributedDataParallel on NCCL (gloo on the CPU), a few steps
-  and an all-reduce;
-* ``amg``: the algebraic solver (``mgnet.multigrid.smoothed_aggregation_solver``, when the
-  package has it) on 2D Poisson 1023^2 on the device, against PyAMG's solve on the CPU.
 
 ``--device cpu --quick`` runs the same steps at toy sizes (255^2 and 31^3, batch 2 at
 16x16, ``torch.compile`` with the eager backend) in well under 3 minutes; the test suite
 runs it. Every step records its own seconds; a step that fails is recorded as failed
-with its message and the others still run, and steps that would start past ``--budget``
-seconds are skipped with a note.
+with its message and the others still run; steps that would start past ``--budget``
+seconds (default 450, so that the whole run stays under 8 minutes) are skipped with a
+note, and so are training cases that would start too close to it.
 """
 
 from __future__ import annotations
@@ -52,7 +53,8 @@ from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-STEPS = ("env", "tests", "solver", "training", "ddp", "amg")
+# the most expensive step (compiling three models) last, so that a slow one cuts least
+STEPS = ("env", "tests", "solver", "ddp", "amg", "training")
 MODELS = ("mgnet_cifar", "preact_resnet18", "resnet18")
 
 
@@ -270,6 +272,12 @@ def step_training(args, device: torch.device) -> dict:
     out = {"batch": batch, "size": size, "amp": "bf16", "channels_last": True, "rows": []}
     for compiled in (False, True):
         for name in args.models:
+            left = args.deadline - time.perf_counter()
+            if left < (90 if compiled and not args.quick else 20):  # a compile takes a while
+                row = {"model": name, "compile": backend if compiled else "no"}
+                row["error"] = f"skipped: {left:.0f} s left of the budget"
+                out["rows"].append(row)
+                continue
             try:
                 row = _train_case(name, device, batch, size, compiled, backend, warmup, steps)
             except Exception as e:  # noqa: BLE001 - e.g. no compiler toolchain
@@ -480,6 +488,7 @@ def main(argv: list[str] | None = None) -> int:
         if device.type == "cuda" and not torch.cuda.is_available():
             p.error(f"--device: {args.device!r} asked for, but this machine has no CUDA device")
     budget = args.budget if args.budget is not None else (170.0 if args.quick else 450.0)
+    args.deadline = time.perf_counter() + budget + 20  # the last case may start until then
     args.test_timeout = args.test_timeout or (90.0 if args.quick else 200.0)
     args.out = Path(args.out)
     args.out.mkdir(parents=True, exist_ok=True)
