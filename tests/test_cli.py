@@ -88,7 +88,8 @@ def test_every_subcommand_module_has_add_parser_and_run():
 
     parser = build_parser()
     names = set(next(a for a in parser._actions if a.dest == "command").choices)
-    expected = {"models", "solve", "inspect", "export", "train", "demo", "eval", "plot", "data"}
+    expected = {"models", "solve", "learn-smoother", "inspect", "export", "train", "demo"}
+    expected |= {"eval", "plot", "data"}
     assert names == expected
     for name in SUBCOMMANDS:
         module = importlib.import_module(f"mgnet.cli.{name}")
@@ -363,7 +364,7 @@ def test_meta_counts_equal_allocated_counts(name, models_json):
 
 
 def test_models_allocates_nothing(monkeypatch, capsys):
-    import mgnet.models as models
+    import mgnet.models.registry as models
 
     devices = set()
     real = models.count_parameters
@@ -376,10 +377,10 @@ def test_models_allocates_nothing(monkeypatch, capsys):
     assert main(["models"]) == 0
     assert devices == {"meta"}
     header, *rows = capsys.readouterr().out.splitlines()
-    assert header.split() == ["name", "parameters", "classes", "input", "description"]
+    assert header.split() == ["name", "parameters", "outputs", "input", "description"]
     assert {row.split()[0] for row in rows} >= set(COUNTS)
     # aligned: every number ends in the column where its header ends
-    for column in ("parameters", "classes", "input"):
+    for column in ("parameters", "outputs", "input"):
         end = header.index(column) + len(column)
         for row in rows:
             assert row[end - 1] != " " and row[end] == " ", (column, row)

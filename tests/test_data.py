@@ -48,6 +48,43 @@ def _labels():
     return load_digits().target
 
 
+def test_shipped_digits_are_scikit_learns_and_so_is_the_split():
+    """digits.npz holds scikit-learn's load_digits() unchanged, and the split is the one
+    scikit-learn's stratified train_test_split draws (seed 0: test first, then val)."""
+    sklearn = pytest.importorskip("sklearn")
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    from mgnet.data.datasets import DIGITS_FILE, _digits_arrays
+
+    assert sklearn and DIGITS_FILE.is_file() and DIGITS_FILE.with_name("DIGITS_LICENSE.txt")
+    bunch = load_digits()
+    images, labels = _digits_arrays()
+    assert images.shape == (1797, 8, 8) and str(images.dtype) == "uint8"
+    assert (images == bunch.images).all() and (labels == bunch.target).all()
+    index = torch.arange(1797).numpy()
+    rest, test = train_test_split(index, test_size=360, stratify=bunch.target, random_state=0)
+    train, val = train_test_split(rest, test_size=180, stratify=bunch.target[rest], random_state=0)
+    idx = digits_split_indices()
+    for name, expected in (("train", train), ("val", val), ("test", test)):
+        assert idx[name].tolist() == sorted(expected.tolist()), name
+    text = DIGITS_FILE.with_name("DIGITS_LICENSE.txt").read_text()
+    assert "Alpaydin" in text and "CC BY 4.0" in text and "BSD 3-Clause" in text
+
+
+def test_the_digits_do_not_import_scikit_learn():
+    """Start-up: the shipped file loads in milliseconds; scikit-learn took seconds."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from mgnet.data import get_dataset; get_dataset('digits'); "
+        "print('sklearn' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
 def test_digits_statistics_are_those_of_the_train_split():
     """The constants in the dataset definition match the split they claim to describe."""
     from sklearn.datasets import load_digits

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 
 import pytest
@@ -126,7 +127,8 @@ def test_two_epochs_then_resume_gives_identical_weights(straight, tmp_path):
     )
 
 
-def test_ctrl_c_mid_epoch_writes_a_checkpoint_and_resume_is_exact(straight, tmp_path, capsys):
+def test_ctrl_c_mid_epoch_writes_a_checkpoint_and_resume_is_exact(straight, tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="mgnet")
     cfg = tiny(tmp_path)
 
     def interrupt(epoch, step, loss):
@@ -135,7 +137,7 @@ def test_ctrl_c_mid_epoch_writes_a_checkpoint_and_resume_is_exact(straight, tmp_
 
     with pytest.raises(KeyboardInterrupt):
         train(cfg, step_hook=interrupt)
-    assert "interrupted at epoch 2, step 7" in capsys.readouterr().out
+    assert "interrupted at epoch 2, step 7" in caplog.text  # logged (the CLI prints it)
     state = load_checkpoint(tmp_path / "run" / "checkpoint.pt")
     assert state["epoch"] == 1 and state["partial"]["step"] == 7
     train(resume_config(tmp_path / "run"), resume=True)

@@ -58,3 +58,9 @@ def __getattr__(name: str):
 
 def __dir__() -> list[str]:
     return sorted({*globals(), *__all__})
+
+
+# timm.create_model("mgnet_cifar") works once timm is imported (torch-free until then)
+from mgnet.timm_compat import install_timm_hook  # noqa: E402
+
+install_timm_hook()

@@ -12,20 +12,26 @@ __all__ = [
     "DIMS",
     "EXPORT_FORMATS",
     "INTERPOLATIONS",
+    "LEARN_PROBLEMS",
     "MATRIX_PROBLEMS",
     "PRECISIONS",
     "PROBLEMS",
+    "SHARING",
     "SMOOTHERS",
     "SPLITS",
 ]
 
 # mgnet.multigrid.make_problem(name, dim): the model problems and their dimensions
-PROBLEMS = ("poisson", "anisotropic", "diffusion", "nonlinear")
+PROBLEMS = ("poisson", "anisotropic", "diffusion", "jump", "nonlinear")
 # mgnet.multigrid.matrices.make_matrix_problem(name): sparse problems for algebraic multigrid
 MATRIX_PROBLEMS = ("fem-poisson", "fem-jump", "fem-elasticity", "darcy", "rotated-anisotropy")
 DIMS = (1, 2, 3)
 # mgnet.multigrid.MultigridSolver(smoother=, coarse=, precision=, interpolation=)
-SMOOTHERS = ("jacobi", "rbgs", "chebyshev")
+SMOOTHERS = ("jacobi", "rbgs", "chebyshev", "line")
+# mgnet.multigrid.learn_smoother(problem=, sharing=): what a smoother is trained on, and
+# whether its kernels are shared by all levels or one set per level
+LEARN_PROBLEMS = ("poisson", "anisotropic", "jump")
+SHARING = ("shared", "level")
 COARSE = ("rediscretize", "galerkin")
 PRECISIONS = ("float64", "float32", "mixed")
 # MultigridSolver(interpolation=): the textbook P, or P built from the operator

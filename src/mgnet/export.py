@@ -216,5 +216,12 @@ def model_from_checkpoint(path: str | os.PathLike) -> tuple[nn.Module, tuple[int
     the run's config as a dict (see :func:`mgnet.train.load_trained_model`)."""
     from mgnet.train import load_trained_model
 
-    model, cfg, info = load_trained_model(path, map_location="cpu")
-    return model, (1, info.in_channels, info.input_size, info.input_size), cfg.to_dict()
+    trained = load_trained_model(path)
+    if trained.input_shape is None:
+        from mgnet.train import CheckpointError
+
+        raise CheckpointError(
+            f"checkpoint: {str(path)[:200]!r} is not a checkpoint of this package (written "
+            "by mgnet train); export needs the run's config"
+        )
+    return trained.model, trained.input_shape, trained.config_dict

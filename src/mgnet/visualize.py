@@ -148,42 +148,12 @@ def model_from_checkpoint(
     ``path`` is a checkpoint written by ``mgnet train`` (a dict with ``model``, the state
     dict, and ``config``) or a bare state dict. ``model`` (a registry name or spec string)
     overrides the checkpoint's own; a bare state dict needs it. The number of classes and
-    input channels are read from the weights.
+    input channels are read from the weights (see :func:`mgnet.train.load_trained_model`).
     """
-    from mgnet.models import create_model
+    from mgnet.train import load_trained_model
 
-    p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"checkpoint: no such file {str(path)!r}")
-    try:
-        state = torch.load(p, map_location=map_location, weights_only=True)
-    except Exception as e:  # any unreadable file is a user error, in one line
-        raise ValueError(f"checkpoint: cannot read {quote(str(path))} ({first_line(e)})") from None
-    if not isinstance(state, dict):
-        raise ValueError(f"checkpoint: {str(path)!r} holds a {type(state).__name__}, not a dict")
-    config = state.get("config") if isinstance(state.get("config"), dict) else {}
-    weights = state["model"] if isinstance(state.get("model"), dict) else state
-    name = model or config.get("model")
-    if name is None:
-        what = "names no model (no config)" if weights is not state else "is a bare state dict"
-        raise ValueError(f"model: {quote(str(path))} {what}; pass the model name")
-    head = weights.get("fc.weight")
-    stem = next((v for k, v in weights.items() if k.startswith("cycle.f_in.0.")), None)
-    kwargs = dict(config.get("model_args") or {}) if model is None else {}
-    net = create_model(
-        name,
-        num_classes=None if head is None else int(head.shape[0]),
-        in_channels=None if stem is None else int(stem.shape[1]),
-        **kwargs,
-    )
-    try:
-        net.load_state_dict(weights)
-    except RuntimeError as e:
-        first = str(e).strip().splitlines()[0]
-        raise ValueError(
-            f"checkpoint: weights of {str(path)!r} do not fit model {name!r} ({first})"
-        ) from None
-    return net.eval(), config
+    trained = load_trained_model(path, model=model, map_location=map_location)
+    return trained.model, trained.config_dict
 
 
 def _top_channels(t: Tensor, k: int) -> list[int]:

@@ -21,12 +21,24 @@ import sys
 from collections.abc import Sequence
 
 from mgnet.errors import USER_ERRORS, MgNetError, first_line
+from mgnet.log import cli_logging
 
 __all__ = ["SUBCOMMANDS", "UserError", "build_parser", "main"]
 
 # Modules of mgnet.cli, one per subcommand, in the order of `mgnet --help`.
 # (`inspect_`: a module named `inspect` would shadow the standard library's.)
-SUBCOMMANDS = ["models", "solve", "inspect_", "export", "train", "demo", "eval", "plot", "data"]
+SUBCOMMANDS = [
+    "models",
+    "solve",
+    "learn_smoother",
+    "inspect_",
+    "export",
+    "train",
+    "demo",
+    "eval",
+    "plot",
+    "data",
+]
 
 MESSAGE_LIMIT = 500  # characters of an error line; a message quotes at most ~200 of a value
 
@@ -72,8 +84,12 @@ def _debug_env() -> bool:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     debug = vars(args).pop("debug", False) or _debug_env()
-    # TODO(lead): once the trainer's mgnet/log.py is on main, call its
-    # setup_cli_logging() here (the package logs; the command prints its messages).
+    # the package logs; the command prints its messages (warnings only under --json)
+    with cli_logging(quiet=bool(getattr(args, "json", False))):
+        return _run(args, debug)
+
+
+def _run(args: argparse.Namespace, debug: bool) -> int:
     try:
         return args.run(args)
     except KeyboardInterrupt:

@@ -31,6 +31,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )  # fmt: skip
     p.add_argument("--no-plot", dest="plot", action="store_false", help="no PNG")
     p.add_argument("--json", action="store_true", help="print the figures as JSON")
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="overwrite the output even when it is a run's file (results.json, ...)",
+    )
     p.set_defaults(run=run)
 
 
@@ -46,6 +51,7 @@ def run(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         out=args.out,
         plot=args.plot,
+        force=args.force,
     )
     if args.json:
         print(json.dumps(r.to_dict(), indent=2))

@@ -31,21 +31,34 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--no-check", dest="check", action="store_false", help="do not run the exported file"
     )
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="overwrite the output even when it is a run's file (best.pt, checkpoint.pt, ...)",
+    )
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from mgnet.errors import quote
     from mgnet.export import export_model, model_from_checkpoint
+    from mgnet.train.rundir import check_output
 
-    model, shape, cfg = model_from_checkpoint(args.checkpoint)
-    if args.input_size is not None:
-        if args.input_size < 1:
-            raise UserError(f"--input-size: must be a positive integer, got {args.input_size}")
-        shape = (*shape[:2], args.input_size, args.input_size)
+    if args.input_size is not None and args.input_size < 1:
+        raise UserError(f"--input-size: must be a positive integer, got {args.input_size}")
     suffix = ".onnx" if args.format == "onnx" else ".torchscript.pt"
     out = Path(args.out) if args.out else Path(args.checkpoint).with_suffix(suffix)
+    if out.resolve() == Path(args.checkpoint).resolve() and not args.force:
+        raise UserError(
+            f"--out: {quote(str(out))} is the checkpoint being exported; choose another "
+            "file, or add --force to overwrite it"
+        )
+    check_output(out, args.force, flag="--out")  # before the model is built
+    model, shape, cfg = model_from_checkpoint(args.checkpoint)
+    if args.input_size is not None:
+        shape = (*shape[:2], args.input_size, args.input_size)
     result = export_model(model, out, args.format, shape, check=args.check, atol=args.atol)
     check = (
         "not checked"

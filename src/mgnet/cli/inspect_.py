@@ -124,7 +124,14 @@ def run(args: argparse.Namespace) -> int:
         from mgnet.data import get_dataset
 
         data = args.data or config.get("data") or "digits"
-        test = get_dataset(data, root=args.data_dir or config.get("data_dir"), augment=False).test
+        own = data == config.get("data")  # the run's own normalization for its own data
+        test = get_dataset(
+            data,
+            root=args.data_dir or config.get("data_dir"),
+            augment=False,
+            mean=config.get("mean") if own else None,
+            std=config.get("std") if own else None,
+        ).test
         if not 0 <= args.index < len(test):
             raise UserError(
                 f"--index: must lie in 0..{len(test) - 1} for the {data!r} test "

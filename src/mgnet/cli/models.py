@@ -20,34 +20,34 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-
-    from mgnet.models import count_parameters, create_model, list_models, model_info
+    from mgnet.models import count_parameters_of, list_models, model_info
 
     rows = []
     for name in list_models():
         info = model_info(name)
-        with torch.device("meta"):  # shapes only: counted without allocating the weights
-            model = create_model(name)
         rows.append(
             {
                 "name": name,
-                "parameters": count_parameters(model),
+                "kind": info.kind,
+                "parameters": count_parameters_of(name),  # on the meta device: no allocation
                 "num_classes": info.num_classes,
                 "in_channels": info.in_channels,
+                "out_channels": info.out_channels,
                 "input_size": info.input_size,
-                "spec": getattr(model, "spec", None),
+                "spec": info.spec,
                 "description": info.description,
             }
         )
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
-    table = [("name", "parameters", "classes", "input", "description")]
+    table = [("name", "parameters", "outputs", "input", "description")]
     for r in rows:
         size = f"{r['in_channels']}x{r['input_size']}"
-        table.append((r["name"], f"{r['parameters']:,}", str(r["num_classes"]), size,
-                      r["description"]))  # fmt: skip
+        outputs = (
+            str(r["num_classes"]) if r["kind"] == "classifier" else f"{r['out_channels']}-field"
+        )
+        table.append((r["name"], f"{r['parameters']:,}", outputs, size, r["description"]))
     widths = [max(len(row[i]) for row in table) for i in range(4)]
     for row in table:  # the name left-aligned, the numbers right-aligned, then the text
         cells = [row[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(row[1:4], widths[1:])]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 
 from mgnet.cli import UserError
@@ -17,9 +18,10 @@ from mgnet.constants import (
     PROBLEMS,
     SMOOTHERS,
 )
+from mgnet.errors import quote
 from mgnet.plotting import check_png_path, figure, save_png
 
-__all__ = ["add_parser", "run"]
+__all__ = ["add_eps", "add_parser", "check_eps", "run"]
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -39,6 +41,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "(algebraic multigrid): fem-poisson, fem-jump, fem-elasticity (scikit-fem), darcy, "
         "rotated-anisotropy",
     )
+    add_eps(p)
     p.add_argument("--dim", type=int, default=2, choices=DIMS)
     p.add_argument(
         "--n",
@@ -47,9 +50,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="interior nodes per axis; 2^k - 1 coarsens fully (default 255)",
     )
     p.add_argument("--cycle", default="V", choices=[*CYCLES, "fmg", "pcg"])
-    p.add_argument("--smoother", default="rbgs", choices=SMOOTHERS)
     p.add_argument(
-        "--nu", default=None, help="pre,post sweeps (default 1,1 for rbgs, 2,2 otherwise)"
+        "--smoother",
+        default="rbgs",
+        metavar="{" + ",".join(SMOOTHERS) + ",FILE}",
+        help="a smoother's name (line: zebra line Gauss-Seidel) or a file written by "
+        "mgnet learn-smoother",
+    )
+    p.add_argument(
+        "--nu",
+        default=None,
+        help="pre,post sweeps (default 1,1 for rbgs, line and a learned smoother, 2,2 otherwise)",
     )
     p.add_argument("--coarse", default="rediscretize", choices=COARSE)
     p.add_argument("--tol", type=float, default=1e-8, help="relative residual (default 1e-8)")
@@ -88,7 +99,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def _parse_nu(text: str | None, smoother: str) -> tuple[int, int]:
     if text is None:
-        return (1, 1) if smoother == "rbgs" else (2, 2)
+        return (2, 2) if smoother in ("jacobi", "chebyshev") else (1, 1)
     try:
         parts = tuple(int(x) for x in text.split(","))
     except ValueError:
@@ -101,6 +112,18 @@ def _parse_nu(text: str | None, smoother: str) -> tuple[int, int]:
 
 
 def run(args: argparse.Namespace) -> int:
+    # the command says itself how the solve ended (and exits 1 when --tol was not met);
+    # the solver's own log line about it would only repeat that
+    solver_log = logging.getLogger("mgnet.multigrid")
+    level = solver_log.level
+    solver_log.setLevel(logging.ERROR)
+    try:
+        return _run(args)
+    finally:
+        solver_log.setLevel(level)
+
+
+def _run(args: argparse.Namespace) -> int:
     import time
 
     import torch
@@ -121,11 +144,12 @@ def run(args: argparse.Namespace) -> int:
     maxiter = args.maxiter if args.maxiter is not None else 0 if args.cycle == "fmg" else 100
     if maxiter < 0:
         raise UserError(f"--maxiter: must be >= 0, got {maxiter}")
-    prob = make_problem(args.problem, args.dim, args.n)
+    smoother = _solve_smoother(args)
+    prob = make_problem(args.problem, args.dim, args.n, eps=args.eps)
     t0 = time.perf_counter()
     ml = MultigridSolver(
         prob.A,
-        smoother=args.smoother,
+        smoother=smoother,
         nu=nu,
         coarse=args.coarse,
         precision=args.dtype,
@@ -155,7 +179,7 @@ def run(args: argparse.Namespace) -> int:
         "unknowns": args.n**args.dim,
         "levels": len(ml.levels),
         "cycle": args.cycle,
-        "smoother": args.smoother,
+        "smoother": args.smoother if isinstance(smoother, str) else smoother.name,
         "nu": list(nu),
         "dtype": args.dtype,
         "device": str(ml.device),
@@ -187,6 +211,12 @@ def run(args: argparse.Namespace) -> int:
         )
         if args.plot is not None:
             print(f"saved {args.plot}")
+    if ml.reason == "diverged" and not isinstance(smoother, str):
+        raise UserError(
+            f"--smoother: the learned smoother in {quote(args.smoother)} diverges on this "
+            f"problem (residual {rel:.2e} of the initial after {iterations} cycles); train one "
+            "for it with mgnet learn-smoother"
+        )
     if not ml.converged:
         print(
             f"mgnet solve: did not reach --tol {args.tol:g} ({ml.reason} after {iterations} "
@@ -195,6 +225,47 @@ def run(args: argparse.Namespace) -> int:
         )
         return 1
     return 0
+
+
+def add_eps(p: argparse.ArgumentParser) -> None:
+    """--eps, the anisotropy (of solve and learn-smoother); checked by :func:`check_eps`."""
+    p.add_argument(
+        "--eps",
+        type=float,
+        default=None,
+        help="anisotropic: the weak coefficient, A = -u_xx - eps u_yy (default 0.1)",
+    )
+
+
+def check_eps(args: argparse.Namespace) -> None:
+    """--eps (of solve and learn-smoother): positive, and only for --problem anisotropic."""
+    if args.eps is not None:
+        if not 0 < args.eps < float("inf"):
+            raise UserError(f"--eps: the anisotropy must be a positive number, got {args.eps}")
+        if args.problem != "anisotropic":
+            raise UserError(f"--eps: only --problem anisotropic has one, not {args.problem!r}")
+
+
+def _solve_smoother(args: argparse.Namespace):
+    """--smoother (a name, or a file of mgnet learn-smoother) and --eps of mgnet solve."""
+    check_eps(args)
+    if args.smoother in SMOOTHERS:
+        return args.smoother
+    from pathlib import Path
+
+    if not Path(args.smoother).is_file():
+        raise UserError(
+            f"--smoother: {quote(args.smoother)} is not one of {', '.join(SMOOTHERS)} "
+            "nor a file written by mgnet learn-smoother"
+        )
+    if args.problem == "nonlinear":
+        raise UserError("--smoother: a learned smoother is linear; not for --problem nonlinear")
+    from mgnet.multigrid import LearnedSmoother
+
+    try:
+        return LearnedSmoother.load(args.smoother, dim=args.dim)
+    except (ValueError, FileNotFoundError) as e:
+        raise UserError(f"--smoother: {str(e).removeprefix('smoother: ')}") from None
 
 
 def _plot_solve(path: str, history: list[float], u, info: dict) -> None:
@@ -279,6 +350,7 @@ def _run_solve_matrix(args: argparse.Namespace) -> int:
         raise UserError(f"--threads: must be 0 (torch's choice) or positive, got {args.threads}")
     if args.plot is not None:
         raise UserError("--plot: draws grid problems only; leave it out with a matrix")
+    check_eps(args)
     if args.threads:
         torch.set_num_threads(args.threads)
     nu = _parse_nu(args.nu, args.smoother)
@@ -294,6 +366,11 @@ def _run_solve_matrix(args: argparse.Namespace) -> int:
     dtype = {"float64": torch.float64, "float32": torch.float32}.get(args.dtype)
     if dtype is None:
         raise UserError("--dtype: mixed is for grid problems; use float64 or float32")
+    if args.smoother not in _AMG_SMOOTHER:
+        raise UserError(
+            f"--smoother: {quote(args.smoother)} is for grid problems; with a matrix use one "
+            f"of {', '.join(_AMG_SMOOTHER)}"
+        )
     options = dict(smoother=_AMG_SMOOTHER[args.smoother], nu=nu, device=args.device, dtype=dtype)
     t0 = time.perf_counter()
     if method == "sa":

@@ -26,6 +26,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         AMP_MODES,
         LOADERS,
         OPTIMIZERS,
+        PROTOCOLS,
         SCHEDULERS,
         TrainConfig,
         list_recipes,
@@ -109,6 +110,24 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="under torchrun: BatchNorm statistics of the global batch (one process: no-op)",
     )
     arg("--compile", action="store_true", default=None, help="torch.compile the model")
+    arg(
+        "--deterministic",
+        action="store_true",
+        default=None,
+        help="deterministic cuDNN and torch algorithms (bit-reproducible GPU runs; slower)",
+    )
+    arg(
+        "--protocol",
+        choices=PROTOCOLS,
+        help="val: choose the best epoch on a validation split (default); paper: train on "
+        "all training images, report the final and the best-over-epochs test accuracy",
+    )
+    arg(
+        "--tensorboard",
+        action="store_true",
+        default=None,
+        help="also write the epoch metrics to RUN/tensorboard (needs tensorboard)",
+    )
     arg("-o", "--output-dir", help="run directory (default: a fresh runs/train/<data>-<model>[-N])")
     arg(
         "--no-progress",
@@ -126,11 +145,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run)
 
 
-def run(args: argparse.Namespace) -> int:
-    from mgnet.train import TrainConfig, load_recipe, resume_config, test_checkpoint, train
-    from mgnet.train.config import fresh_run_dir
+def train_config(args: argparse.Namespace):
+    """The resolved TrainConfig of a `mgnet train` command line: defaults < recipe
+    (``-c``) < flags, or the stored config of ``--resume DIR`` with runtime flags. A fresh
+    run without ``-o`` gets ``output_dir=""``: :func:`run` claims its folder."""
+    from mgnet.train import TrainConfig, load_recipe, resume_config
 
-    control = {"config", "resume", "test_only", "run", "command"}
+    control = {"config", "resume", "test_only", "run", "command", "debug"}
     flags = {k: v for k, v in vars(args).items() if k not in control and v is not None}
     if "model_args" in flags:
         flags["model_args"] = dict(flags["model_args"])
@@ -139,15 +160,32 @@ def run(args: argparse.Namespace) -> int:
     if args.resume:
         if args.config:
             raise UserError("--resume continues a run with its stored config; leave -c out")
-        cfg = resume_config(args.resume, flags)
+        return resume_config(args.resume, flags)
+    values = {**(load_recipe(args.config) if args.config else {}), **flags}
+    return TrainConfig.from_dict({"output_dir": "", **values})
+
+
+def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from mgnet.train import test_checkpoint, train
+    from mgnet.train.rundir import fresh_run_dir
+
+    cfg = train_config(args)
+    if args.resume:
         if args.test_only:
             test_checkpoint(cfg)
-            return 0
-        train(cfg, resume=True)
+        else:
+            train(cfg, resume=True)
         return 0
-    values = {**(load_recipe(args.config) if args.config else {}), **flags}
-    if "output_dir" not in values:
-        name = f"{values.get('data', TrainConfig.data)}-{values.get('model', TrainConfig.model)}"
-        values["output_dir"] = str(fresh_run_dir("runs/train", name))
-    train(TrainConfig.from_dict(values))
+    claimed = None
+    if not cfg.output_dir:  # a fresh runs/train/<data>-<model>[-N], claimed atomically
+        claimed = fresh_run_dir("runs/train", f"{cfg.data}-{cfg.model}")
+        cfg.output_dir = str(claimed)
+    try:
+        train(cfg)
+    except BaseException:
+        if claimed is not None and not any(Path(claimed).iterdir()):
+            Path(claimed).rmdir()  # a run that never started leaves no empty folder
+        raise
     return 0

@@ -8,9 +8,14 @@ map-style datasets of ``(image, label)`` with images already normalized, ready f
 
 Registered now:
 
-* ``digits``: scikit-learn's bundled 8x8 handwritten digits (1,797 images, 10 classes,
-  pixel values 0..16), shipped inside scikit-learn so nothing is downloaded. A fixed
-  stratified split: 1,257 train / 180 val / 360 test images (70 / 10 / 20 %).
+* ``digits``: the 8x8 handwritten digits of the UCI "Optical Recognition of Handwritten
+  Digits" data (E. Alpaydin and C. Kaynak, 1998), as scikit-learn bundles them (1,797
+  images, 10 classes, pixel values 0..16), shipped with this package as
+  ``mgnet/data/digits.npz`` (attribution and licences in ``DIGITS_LICENSE.txt`` next to
+  it), so nothing is downloaded and scikit-learn is not needed. A fixed stratified split:
+  1,257 train / 180 val / 360 test images (70 / 10 / 20 %), stored in the same file
+  (drawn once with scikit-learn's ``train_test_split``, seed 0; a test checks both the
+  images and the split against scikit-learn when it is installed).
 
 * ``mnist``, ``fashion_mnist``, ``cifar10``, ``cifar100``, ``svhn``, ``imagefolder``:
   files in torchvision's layouts under ``root``, described by the one table of
@@ -23,12 +28,15 @@ the three splits; the training loop does not change.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 from torch import Tensor
 from torch.utils.data import Dataset
+
+from mgnet.errors import quote
 
 __all__ = [
     "DatasetInfo",
@@ -94,13 +102,18 @@ class RandomShift:
         return f"RandomShift(max_shift={self.max_shift}, fill={self.fill:.4f})"
 
 
+Stats = tuple[tuple[float, ...], tuple[float, ...]]
+
+
 @dataclass(frozen=True)
 class DatasetInfo:
     """One dataset, its statistics, split and augmentation, in one place.
 
-    ``build(root, download, augment)`` returns ``(train, val, test)`` datasets of
-    normalized ``(image, label)`` pairs; only ``train`` is augmented, and only when
-    ``augment`` is true.
+    ``build(root, download, augment, holdout, stats)`` returns ``(train, val, test)``
+    datasets of normalized ``(image, label)`` pairs; only ``train`` is augmented, and only
+    when ``augment`` is true. ``holdout=False`` keeps no validation split (``val`` is
+    empty, ``train`` holds every training image); ``stats`` is ``(mean, std)`` to normalize
+    with instead of the dataset's own ``mean`` and ``std`` (None: the dataset's).
     """
 
     name: str
@@ -112,7 +125,9 @@ class DatasetInfo:
     std: tuple[float, ...]
     split: dict[str, int]
     augmentation: str
-    build: Callable[[str | None, bool, bool], tuple[Dataset, Dataset, Dataset]] = field(repr=False)
+    build: Callable[
+        [str | None, bool, bool, bool, Stats | None], tuple[Dataset, Dataset, Dataset]
+    ] = field(repr=False)
 
 
 @dataclass
@@ -144,12 +159,21 @@ def list_datasets() -> list[str]:
 def dataset_info(name: str) -> DatasetInfo:
     """The registry entry for ``name``."""
     if name not in _DATASETS:
-        raise ValueError(f"data: unknown dataset {name!r}; accepted: {', '.join(list_datasets())}")
+        raise ValueError(
+            f"data: unknown dataset {quote(name)}; accepted: {', '.join(list_datasets())}"
+        )
     return _DATASETS[name]
 
 
 def get_dataset(
-    name: str, root: str | None = None, download: bool = False, augment: bool = True
+    name: str,
+    root: str | None = None,
+    download: bool = False,
+    augment: bool = True,
+    *,
+    holdout: bool = True,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
 ) -> DataSplits:
     """Load dataset ``name`` as normalized train/val/test splits.
 
@@ -158,10 +182,34 @@ def get_dataset(
         root: directory of the files, for datasets that have files (ignored by ``digits``).
         download: allow fetching missing files, for datasets that can be fetched.
         augment: give the training split its augmentation (``False``: plain images).
+        holdout: carve the fixed validation split from the training images; ``False``
+            trains on all of them and leaves ``val`` empty.
+        mean, std: per-channel statistics to normalize with instead of the dataset's
+            (both or neither; one value per channel, std > 0).
     """
     info = dataset_info(name)
-    train, val, test = info.build(root, download, augment)
+    stats = _check_stats(info, mean, std)
+    train, val, test = info.build(root, download, augment, holdout, stats)
     return DataSplits(info, train, val, test)
+
+
+def _check_stats(
+    info: DatasetInfo, mean: Sequence[float] | None, std: Sequence[float] | None
+) -> Stats | None:
+    if mean is None and std is None:
+        return None
+    if mean is None or std is None:
+        raise ValueError("mean, std: give both (one value per channel) or neither")
+    c = info.in_channels
+    for label, values in (("mean", mean), ("std", std)):
+        if len(values) != c:
+            raise ValueError(
+                f"{label}: {len(values)} value(s) given, data {info.name!r} has {c} channel(s); "
+                f"accepted: {c} number(s)"
+            )
+    if min(std) <= 0:
+        raise ValueError(f"std: every value must be positive, got {list(std)[:8]}")
+    return tuple(float(m) for m in mean), tuple(float(s) for s in std)
 
 
 # ------------------------------------------------------------------------------ digits
@@ -173,42 +221,42 @@ DIGITS_SPLIT = {"train": 1257, "val": 180, "test": 360}
 DIGITS_SPLIT_SEED = 0
 
 
-def digits_split_indices() -> dict[str, Tensor]:
-    """The fixed stratified split of the 1,797 digits: sample indices per split."""
-    import numpy as np
-    from sklearn.model_selection import train_test_split
+DIGITS_FILE = Path(__file__).with_name("digits.npz")
 
-    n = sum(DIGITS_SPLIT.values())
-    labels = _digits_arrays()[1]
-    index = np.arange(n)
-    rest, test = train_test_split(
-        index, test_size=DIGITS_SPLIT["test"], stratify=labels, random_state=DIGITS_SPLIT_SEED
-    )
-    train, val = train_test_split(
-        rest, test_size=DIGITS_SPLIT["val"], stratify=labels[rest], random_state=DIGITS_SPLIT_SEED
-    )
-    return {
-        "train": torch.from_numpy(np.sort(train)),
-        "val": torch.from_numpy(np.sort(val)),
-        "test": torch.from_numpy(np.sort(test)),
-    }
+
+def digits_split_indices() -> dict[str, Tensor]:
+    """The fixed stratified split of the 1,797 digits: sorted sample indices per split."""
+    arrays = _digits_file()
+    return {name: torch.from_numpy(arrays[name].astype("int64")) for name in DIGITS_SPLIT}
 
 
 @functools.lru_cache(maxsize=1)
+def _digits_file() -> dict:
+    import numpy as np
+
+    with np.load(DIGITS_FILE) as z:
+        return {key: z[key] for key in z.files}
+
+
 def _digits_arrays():
-    from sklearn.datasets import load_digits
+    """The 1,797 images (N, 8, 8), pixel values 0..16, and their labels (N,)."""
+    arrays = _digits_file()
+    return arrays["images"], arrays["labels"]
 
-    bunch = load_digits()
-    return bunch.images, bunch.target
 
-
-def _build_digits(root: str | None, download: bool, augment: bool):
+def _build_digits(
+    root: str | None, download: bool, augment: bool, holdout: bool, stats: Stats | None
+):
     images, labels = _digits_arrays()
+    mean, std = stats or (DIGITS_MEAN, DIGITS_STD)
     x = torch.as_tensor(images, dtype=torch.float32).unsqueeze(1) / 16.0  # (N, 1, 8, 8)
-    x = (x - DIGITS_MEAN[0]) / DIGITS_STD[0]
+    x = (x - mean[0]) / std[0]
     y = torch.as_tensor(labels, dtype=torch.long)
     idx = digits_split_indices()
-    blank = (0.0 - DIGITS_MEAN[0]) / DIGITS_STD[0]
+    if not holdout:  # every training image trains; no validation split
+        idx["train"] = torch.cat([idx["train"], idx["val"]]).sort().values
+        idx["val"] = idx["val"][:0]
+    blank = (0.0 - mean[0]) / std[0]
     shift = RandomShift(1, fill=blank) if augment else None
     return (
         TensorImageDataset(x[idx["train"]], y[idx["train"]], shift),
@@ -220,7 +268,8 @@ def _build_digits(root: str | None, download: bool, augment: bool):
 register_dataset(
     DatasetInfo(
         name="digits",
-        description="scikit-learn's bundled 8x8 handwritten digits, 1x8x8, 10 classes",
+        description="the UCI 8x8 handwritten digits (as bundled by scikit-learn), 1x8x8, "
+        "10 classes",
         num_classes=10,
         in_channels=1,
         input_size=8,
@@ -249,8 +298,8 @@ def _register_vision() -> None:
                 std=spec.std,
                 split=spec.split,
                 augmentation=spec.augmentation,
-                build=lambda root, download, augment, name=spec.name: load_vision(
-                    name, root, download, augment
+                build=lambda root, download, augment, holdout, stats, name=spec.name: load_vision(
+                    name, root, download, augment, holdout=holdout, stats=stats
                 ),
             )
         )

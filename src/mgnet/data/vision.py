@@ -23,10 +23,13 @@ The layouts are exactly the ones torchvision's ``MNIST``, ``FashionMNIST``, ``CI
 torchvision works here and ``download=True`` fetches the official files with torchvision
 (nothing is ever downloaded unless asked). MNIST-type files are read by torchvision's
 classes; ``.gz`` files are decompressed next to themselves first, as torchvision's own
-download does. CIFAR pickles and SVHN ``.mat`` files are read directly, because
-torchvision's classes insist on the MD5 sums of the official archives; here each file is
-checked for the keys and shapes of its format instead, so that a wrong file gives a
-one-line error naming it. (CIFAR batches are Python pickles: only load files you trust.)
+download does, but never beyond the size their header declares and never left half
+written. CIFAR pickles and SVHN ``.mat`` files are read directly, because torchvision's
+classes insist on the MD5 sums of the official archives; here each file is checked for
+the keys and shapes of its format instead, so that a wrong file gives a one-line error
+naming it. CIFAR batches are Python pickles, which can run code when unpickled; they are
+read by a restricted unpickler that accepts only what the format holds (dicts, lists,
+strings, bytes, numbers and NumPy arrays) and refuses any other object in one line.
 
 Splits: ``val`` is a fixed, seeded random subset of the training files (``val_fraction``
 of them, :data:`SPLIT_SEED`), used for model selection; ``test`` is the official test
@@ -42,9 +45,11 @@ from __future__ import annotations
 
 import copy
 import gzip
+import math
 import os
 import pickle
-import shutil
+import struct
+import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,7 +60,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset, Subset
 
-from mgnet.errors import DownloadError
+from mgnet.errors import DownloadError, quote
 
 __all__ = [
     "VisionSpec",
@@ -188,7 +193,7 @@ def vision_spec(name: str) -> VisionSpec:
     """The table entry for ``name``."""
     if name not in VISION_DATASETS:
         raise ValueError(
-            f"data: unknown torchvision-format dataset {name!r}; accepted: "
+            f"data: unknown torchvision-format dataset {quote(name)}; accepted: "
             f"{', '.join(VISION_DATASETS)}"
         )
     return VISION_DATASETS[name]
@@ -378,24 +383,65 @@ def _first_line(e: BaseException) -> str:
     return (text.splitlines()[0] if text else type(e).__name__)[:200]
 
 
+# IDX element types (the third byte of the magic number) and their sizes in bytes
+_IDX_TYPES = {0x08: 1, 0x09: 1, 0x0B: 2, 0x0C: 4, 0x0D: 4, 0x0E: 8}
+#: the most a decompressed MNIST-type file may take (the largest official one is 47 MB)
+MAX_IDX_BYTES = 256 * 2**20
+
+
+def _gunzip_idx(gz: Path, path: Path) -> None:
+    """Decompress the IDX file ``gz`` to ``path``: no more than the size its header
+    declares (and :data:`MAX_IDX_BYTES`), into a temporary file that is renamed into place
+    only when complete, so an interruption never leaves a partial file. Raises
+    ``ValueError`` (a one-line reason) for a file that is not a gzipped IDX file."""
+    tmp = path.with_name(f".{path.name}.part-{os.getpid()}")
+    try:
+        with gzip.open(gz, "rb") as src:
+            head = src.read(4)
+            if len(head) < 4 or head[:2] != b"\0\0" or head[2] not in _IDX_TYPES:
+                raise ValueError("it does not start with an IDX magic number")
+            dims_raw = src.read(4 * head[3])
+            if len(dims_raw) < 4 * head[3]:
+                raise ValueError("its IDX header is cut short")
+            dims = struct.unpack(f">{head[3]}I", dims_raw)
+            size = 4 + len(dims_raw) + math.prod(dims) * _IDX_TYPES[head[2]]
+            if size > MAX_IDX_BYTES:
+                raise ValueError(
+                    f"its header declares {size:,} bytes, more than the {MAX_IDX_BYTES:,} "
+                    "an MNIST-type file may take"
+                )
+            with open(tmp, "wb") as dst:
+                dst.write(head + dims_raw)
+                left = size - len(head) - len(dims_raw)
+                while left > 0:
+                    chunk = src.read(min(2**20, left))
+                    if not chunk:
+                        break  # shorter than declared: the IDX reader reports it
+                    dst.write(chunk)
+                    left -= len(chunk)
+                if src.read(1):
+                    raise ValueError(f"it holds more than the {size:,} bytes its header declares")
+        os.replace(tmp, path)
+    except (OSError, EOFError, zlib.error, struct.error) as e:
+        raise ValueError(_first_line(e)) from None
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
 def _read_idx(spec: VisionSpec, raw: Path, stem: str) -> Tensor:
-    """One MNIST IDX file via torchvision's reader; a lone ``.gz`` is decompressed first."""
+    """One MNIST IDX file via torchvision's reader; a lone ``.gz`` is decompressed first
+    (next to itself, as torchvision's download does; see :func:`_gunzip_idx`)."""
     from torchvision.datasets.mnist import read_image_file, read_label_file
 
     path = raw / stem
     gz = raw / f"{stem}.gz"
     if not path.is_file() and gz.is_file():
         try:
-            with gzip.open(gz, "rb") as src, open(path, "wb") as dst:
-                shutil.copyfileobj(src, dst)
-        except (OSError, EOFError) as e:
-            if path.exists():
-                path.unlink()
+            _gunzip_idx(gz, path)
+        except ValueError as e:
             raise _fail(
-                spec,
-                raw.parent.parent,
-                f"{gz} could not be decompressed ({_first_line(e)})",
-                missing=False,
+                spec, raw.parent.parent, f"{gz} could not be decompressed ({e})", missing=False
             ) from None
     if not path.is_file():
         raise _Missing(f"{path} is missing")
@@ -444,12 +490,50 @@ def _load_mnist(spec: VisionSpec, root: Path, download: bool) -> dict[str, Any]:
     return out
 
 
+# Everything a CIFAR batch may hold besides dicts, lists, strings, bytes and numbers:
+# NumPy arrays (and scalars), and the codec call with which protocol 2 stores bytes.
+_CIFAR_GLOBALS = frozenset(
+    {
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy.core.multiarray", "scalar"),
+        ("numpy._core.multiarray", "scalar"),
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        ("_codecs", "encode"),
+    }
+)
+
+
+class _RefusedGlobal(Exception):
+    pass
+
+
+class _CifarUnpickler(pickle.Unpickler):
+    """Unpickles what the CIFAR format holds and nothing else: any other class or
+    function named in the file (the way a pickle runs code) is refused."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) in _CIFAR_GLOBALS:
+            return super().find_class(module, name)
+        raise _RefusedGlobal(f"{module}.{name}"[:120])
+
+
 def _unpickle(spec: VisionSpec, root: Path, path: Path) -> dict:
+    """A CIFAR pickle, read with :class:`_CifarUnpickler` (never runs code from the file)."""
     if not path.is_file():
         raise _Missing(f"{path} is missing")
     try:
         with open(path, "rb") as fh:
-            entry = pickle.load(fh, encoding="latin1")
+            entry = _CifarUnpickler(fh, encoding="latin1").load()
+    except _RefusedGlobal as e:
+        raise _fail(
+            spec,
+            root,
+            f"{path} names {e}, which a CIFAR file never holds; refused to load it (a CIFAR "
+            "batch holds only dicts, lists, strings, numbers and NumPy arrays)",
+            missing=False,
+        ) from None
     except Exception as e:
         raise _fail(
             spec, root, f"{path} is not a Python pickle ({_first_line(e)})", missing=False
@@ -616,11 +700,16 @@ def _image_folder(spec: VisionSpec, path: Path, transform: Callable) -> Any:
 
 
 def _load_image_folder(
-    spec: VisionSpec, root: Path, augment: bool
+    spec: VisionSpec,
+    root: Path,
+    augment: bool,
+    holdout: bool,
+    mean: tuple[float, ...],
+    std: tuple[float, ...],
 ) -> tuple[Dataset, Dataset, Dataset]:
     from torchvision import transforms as T
 
-    normalize = [T.ToTensor(), T.Normalize(spec.mean, spec.std)]
+    normalize = [T.ToTensor(), T.Normalize(mean, std)]
     evaluate = T.Compose([T.Resize(spec.resize), T.CenterCrop(spec.input_size), *normalize])
     train_tf = (
         T.Compose([T.RandomResizedCrop(spec.input_size), T.RandomHorizontalFlip(), *normalize])
@@ -639,7 +728,7 @@ def _load_image_folder(
         )
     val_all = copy.copy(train_all)
     val_all.transform = evaluate
-    idx = split_indices(len(train_all), spec.val_fraction)
+    idx = split_indices(len(train_all), spec.val_fraction if holdout else 0.0)
     train, val = Subset(train_all, idx["train"].tolist()), Subset(val_all, idx["val"].tolist())
     for ds in (train, val, test):
         ds.classes = list(train_all.classes)
@@ -652,30 +741,36 @@ def load_vision(
     root: str | os.PathLike | None,
     download: bool = False,
     augment: bool = True,
+    *,
+    holdout: bool = True,
+    stats: tuple[Sequence[float], Sequence[float]] | None = None,
 ) -> tuple[Dataset, Dataset, Dataset]:
     """``(train, val, test)`` datasets of normalized ``(image, label)`` pairs.
 
     ``name`` is a key of :data:`VISION_DATASETS`; ``root`` the folder of its files;
     ``download`` lets torchvision fetch missing official files; ``augment`` gives the
-    training split its augmentation (val and test are never augmented). In-memory sets
+    training split its augmentation (val and test are never augmented); ``holdout=False``
+    keeps no validation split (``val`` is empty, ``train`` holds all training files);
+    ``stats`` is ``(mean, std)`` to normalize with instead of the table's. In-memory sets
     come back as :class:`UInt8ImageDataset`, ImageFolder sets as ``Subset`` s of
     ``torchvision.datasets.ImageFolder``; each has ``classes`` and ``num_classes``.
     """
     spec = vision_spec(name)
+    mean, std = (tuple(stats[0]), tuple(stats[1])) if stats is not None else (spec.mean, spec.std)
     if not spec.in_memory:
         if download:
             raise ValueError(
                 f"download: {spec.title} cannot be downloaded; prepare "
                 f"{spec.layout.format(root=str(root))}"
             )
-        return _load_image_folder(spec, _check_root(spec, root), augment)
+        return _load_image_folder(spec, _check_root(spec, root), augment, holdout, mean, std)
     arrays = load_arrays(name, root, download)
     images, labels = arrays["train"]
     full = UInt8ImageDataset(
-        images, labels, spec.mean, spec.std, spec.crop_padding, spec.flip, False, arrays["classes"]
+        images, labels, mean, std, spec.crop_padding, spec.flip, False, arrays["classes"]
     )
-    idx = split_indices(len(full), spec.val_fraction)
+    idx = split_indices(len(full), spec.val_fraction if holdout else 0.0)
     test = UInt8ImageDataset(
-        *arrays["test"], spec.mean, spec.std, spec.crop_padding, spec.flip, False, arrays["classes"]
+        *arrays["test"], mean, std, spec.crop_padding, spec.flip, False, arrays["classes"]
     )
     return full.subset(idx["train"], augment=augment), full.subset(idx["val"]), test

@@ -1,6 +1,6 @@
 """MgNet classifiers: the cycle of `mgnet.core` with learned convolutions, BN and ReLU.
 
-As in the authors' code:
+The forward pass is the authors' network:
 
 * f_in (stem):  f^1 = ReLU(BN(conv3x3(x))), u^{1,0} = 0;
 * smoothing:    u <- u + ReLU(BN(B^{l,i} * ReLU(BN(f - A^l * u))));
@@ -8,6 +8,9 @@ As in the authors' code:
 * head:         global average pool of u^J, then a linear layer.
 
 Convolutions have no bias. BatchNorm is per step even where A or B is shared.
+Initialisation (``init``): ``"default"`` is PyTorch's own initialisation of every layer,
+which is what the authors' code uses (it sets no init of its own); ``"kaiming"``
+(He-normal fan-out convolutions, about 2.45x the default's scale) is available by keyword.
 
 ``sigma="project"`` (spec token ``proj``) is the constrained data-feature model (He, Chen,
 Xu 2019): BN stays, ReLU stays only where it keeps a feature nonnegative, i.e. after Pi and
@@ -18,7 +21,15 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from mgnet.core import Level, MgCycle, Step, Transfer
+from mgnet.core import CycleRecord, Level, MgCycle, Step, Transfer
+from mgnet.models.common import (
+    MAX_CHANNELS,
+    Classifier,
+    check_int,
+    check_layout,
+    init_weights,
+    linear_head,
+)
 from mgnet.models.spec import MgNetConfig, format_spec
 
 __all__ = ["MgNet"]
@@ -26,24 +37,31 @@ __all__ = ["MgNet"]
 _CONV = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
 _BN = {1: nn.BatchNorm1d, 2: nn.BatchNorm2d, 3: nn.BatchNorm3d}
 _MAXPOOL = {1: nn.MaxPool1d, 2: nn.MaxPool2d, 3: nn.MaxPool3d}
-_AVGPOOL = {1: nn.AdaptiveAvgPool1d, 2: nn.AdaptiveAvgPool2d, 3: nn.AdaptiveAvgPool3d}
 
 
-class MgNet(nn.Module):
+class MgNet(Classifier):
     """An MgNet classifier: ``f_in`` stem, the down-sweep of :class:`MgCycle`, a linear head.
 
     Args:
         cfg: the architecture (see :class:`mgnet.models.spec.MgNetConfig`).
-        num_classes: outputs of the linear head.
+        num_classes: outputs of the linear head (0: no head, the model returns the
+            average-pooled u^J).
         in_channels: channels of the input image.
+        init: ``"default"`` (PyTorch's, as the authors) or ``"kaiming"``.
     """
 
-    def __init__(self, cfg: MgNetConfig, num_classes: int = 10, in_channels: int = 3) -> None:
+    def __init__(
+        self,
+        cfg: MgNetConfig,
+        num_classes: int = 10,
+        in_channels: int = 3,
+        init: str = "default",
+    ) -> None:
         super().__init__()
-        if num_classes < 1:
-            raise ValueError(f"num_classes: must be a positive integer, got {num_classes}")
-        if in_channels < 1:
-            raise ValueError(f"in_channels: must be a positive integer, got {in_channels}")
+        if not isinstance(cfg, MgNetConfig):
+            raise TypeError(f"cfg: expected an MgNetConfig, got {type(cfg).__name__}")
+        check_int("num_classes", num_classes, low=0)
+        check_int("in_channels", in_channels, 1, MAX_CHANNELS)
         self.cfg = cfg
         self.num_classes = num_classes
         self.in_channels = in_channels
@@ -101,17 +119,9 @@ class MgNet(nn.Module):
             for l in range(cfg.depth - 1)
         ]
         self.cycle = MgCycle(levels, transfers, f_in=nn.Sequential(*stem), shape="down")
-        self.pool = _AVGPOOL[d](1)
-        self.fc = nn.Linear(cu[-1], num_classes)
-        self._init_weights()
-
-    def _init_weights(self) -> None:
-        for m in self.modules():
-            if isinstance(m, nn.Conv1d | nn.Conv2d | nn.Conv3d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm1d | nn.BatchNorm2d | nn.BatchNorm3d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        self.num_features = cu[-1]
+        self.fc = linear_head(cu[-1], num_classes)
+        init_weights(self, init)
 
     @property
     def spec(self) -> str:
@@ -125,17 +135,7 @@ class MgNet(nn.Module):
 
     def check_input(self, x: Tensor) -> None:
         """Raise a one-line ValueError if ``x`` cannot go through this network."""
-        d = self.cfg.dim
-        if x.dim() != d + 2:
-            raise ValueError(
-                f"input: expected a (batch, {self.in_channels}, "
-                f"{', '.join(['size'] * d)}) tensor, got shape {tuple(x.shape)}"
-            )
-        if x.shape[1] != self.in_channels:
-            raise ValueError(
-                f"in_channels: the model takes {self.in_channels} input channels, "
-                f"the input has {x.shape[1]} (shape {tuple(x.shape)})"
-            )
+        check_layout(x, self.in_channels, ["size"] * self.cfg.dim)
         if min(x.shape[2:]) < self.min_input_size:
             raise ValueError(
                 f"input: spatial size {tuple(x.shape[2:])} is too small for "
@@ -143,11 +143,22 @@ class MgNet(nn.Module):
                 "per side"
             )
 
-    def features(self, x: Tensor, record=None) -> Tensor:
+    def features(self, x: Tensor, record: CycleRecord | None = None) -> Tensor:
         """u^J, the coarsest feature of the down-sweep (``record``: a CycleRecord)."""
         self.check_input(x)
         return self.cycle(x, record=record)
 
-    def forward(self, x: Tensor) -> Tensor:
-        u = self.features(x)
-        return self.fc(self.pool(u).flatten(1))
+    def forward_features(self, x: Tensor) -> Tensor:
+        """u^J (the head average-pools it and applies ``fc``)."""
+        return self.features(x)
+
+    def activation_numel(self, size: int) -> int:
+        """Rough count of the activations one sample of side ``size`` keeps for backward:
+        about 4 (c_u + c_f) values per grid point for each smoothing step and transfer."""
+        cfg, d = self.cfg, self.cfg.dim
+        side = max(size // self.reduction, 1)
+        total = 3 * cfg.channels_f[0] * max(size // (self.reduction // 2 or 1), 1) ** d  # stem
+        for l, nu in enumerate(cfg.nu):
+            n = max(side // 2**l, 1)
+            total += 4 * (nu + 1) * (cfg.channels_u[l] + cfg.channels_f[l]) * n**d
+        return total

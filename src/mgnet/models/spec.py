@@ -24,7 +24,14 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from mgnet.models.common import MAX_CHANNELS
+from mgnet.models.common import brief as _brief
+
 __all__ = ["MgNetConfig", "parse_spec", "format_spec", "SpecError"]
+
+
+MAX_LEVELS = 16  # J: 2^15 pixels per side at the coarsest grid's minimum
+MAX_STEPS = 1024  # sum of nu_l
 
 
 class SpecError(ValueError):
@@ -57,13 +64,30 @@ class MgNetConfig:
 
     def __post_init__(self) -> None:
         J = len(self.nu)
+        for name in ("nu", "channels_u", "channels_f"):
+            value = getattr(self, name)
+            if not isinstance(value, tuple) or not all(
+                isinstance(v, int) and not isinstance(v, bool) for v in value
+            ):
+                raise TypeError(f"{name}: expected a tuple of integers, got {_brief(value)}")
         if J == 0 or any(n < 1 for n in self.nu):
-            raise SpecError(f"nu: need at least one level and nu_l >= 1, got {list(self.nu)}")
+            raise SpecError(
+                f"nu: need at least one level and nu_l >= 1, got {_brief(list(self.nu))}"
+            )
+        if J > MAX_LEVELS or sum(self.nu) > MAX_STEPS:
+            raise SpecError(
+                f"nu: at most {MAX_LEVELS} levels and {MAX_STEPS} smoothing steps in all, "
+                f"got {J} levels and {sum(self.nu)} steps"
+            )
         for name in ("channels_u", "channels_f"):
             value = getattr(self, name)
             if len(value) != J or any(c < 1 for c in value):
                 raise SpecError(
-                    f"{name}: need {J} positive values (one per level), got {list(value)}"
+                    f"{name}: need {J} positive values (one per level), got {_brief(list(value))}"
+                )
+            if max(value) > MAX_CHANNELS:
+                raise SpecError(
+                    f"{name}: at most {MAX_CHANNELS} channels per level, got {_brief(max(value))}"
                 )
         choices = {
             "share_B": ("level", "step"),
@@ -74,9 +98,8 @@ class MgNetConfig:
         }
         for name, accepted in choices.items():
             if getattr(self, name) not in accepted:
-                raise SpecError(
-                    f"{name}: {getattr(self, name)!r} is not one of {', '.join(map(str, accepted))}"
-                )
+                got = _brief(getattr(self, name))
+                raise SpecError(f"{name}: {got} is not one of {', '.join(map(str, accepted))}")
 
     @property
     def depth(self) -> int:
@@ -105,7 +128,11 @@ def is_spec(name: str) -> bool:
 
 def _int(text: str, what: str, spec: str) -> int:
     if not text.isdigit():
-        raise SpecError(f"model: bad {what} {text!r} in {spec!r}; see `mgnet models --help`")
+        raise SpecError(
+            f"model: bad {what} {_brief(text)} in {_brief(spec)}; see `mgnet models --help`"
+        )
+    if len(text) > 9:
+        raise SpecError(f"model: {what} {_brief(text)} in {_brief(spec)} is absurdly large")
     return int(text)
 
 
@@ -115,19 +142,21 @@ def parse_spec(spec: str) -> MgNetConfig:
     m = _SPEC.match(text)
     if m is None:
         raise SpecError(
-            f"model: {spec!r} is not a spec like 'mgnet[2,2,2,2]-256-Bl' or "
+            f"model: {_brief(spec)} is not a spec like 'mgnet[2,2,2,2]-256-Bl' or "
             "'mgnet[3,4,6,3]-[128,256,512,1024]-Bli-stem7'"
         )
     nu = tuple(_int(n, "nu", spec) for n in m.group(1).split(","))
     chan = m.group(2)
     items = chan[1:-1].split(",") if chan.startswith("[") else [chan] * len(nu)
     if len(items) != len(nu):
-        raise SpecError(f"model: {spec!r} gives {len(items)} channel counts for {len(nu)} levels")
+        raise SpecError(
+            f"model: {_brief(spec)} gives {len(items)} channel counts for {len(nu)} levels"
+        )
     cu, cf = [], []
     for item in items:
         parts = item.split(":")
         if len(parts) > 2:
-            raise SpecError(f"model: bad channels {item!r} in {spec!r}; use N or U:F")
+            raise SpecError(f"model: bad channels {_brief(item)} in {_brief(spec)}; use N or U:F")
         cu.append(_int(parts[0], "channel count", spec))
         cf.append(_int(parts[-1], "channel count", spec))
     options: dict = {}
@@ -136,7 +165,9 @@ def parse_spec(spec: str) -> MgNetConfig:
             accepted = ", ".join(
                 ["Bl", "Bli", "Al", "Ali", "stem3", "stem7", "linear", "proj", "1d", "2d", "3d"]
             )
-            raise SpecError(f"model: unknown option {token!r} in {spec!r}; accepted: {accepted}")
+            raise SpecError(
+                f"model: unknown option {_brief(token)} in {_brief(spec)}; accepted: {accepted}"
+            )
         key, value = _TOKENS[token]
         options[key] = value
     return MgNetConfig(nu=nu, channels_u=tuple(cu), channels_f=tuple(cf), **options)

@@ -1,7 +1,7 @@
 """B^{l,i} for the solver's levels: the smoother plug-in protocol and the named smoothers.
 
 ``MultigridSolver(A, smoother=...)`` takes a name (``"jacobi"``, ``"rbgs"``,
-``"chebyshev"``) or any object that follows :class:`Smoother`: called with a level's
+``"chebyshev"``, ``"line"``) or any object that follows :class:`Smoother`: called with a level's
 operator A^l and its index l, it returns the B modules of ONE sweep on that level. The
 solver repeats the sweep nu_l times before the coarse correction and nu'_l times after
 it, and where a symmetric cycle is needed (the CG preconditioner) it runs the
@@ -28,6 +28,7 @@ from mgnet.stencils import (
     chebyshev_weights,
     default_omega,
     red_black,
+    zebra,
 )
 from mgnet.stencils.smoothers import _parity
 
@@ -37,6 +38,7 @@ __all__ = [
     "NAMED_SMOOTHERS",
     "RedBlackGaussSeidel",
     "Smoother",
+    "ZebraLineGaussSeidel",
     "as_smoother",
     "smoothing_steps",
 ]
@@ -104,6 +106,25 @@ class RedBlackGaussSeidel:
         return list(red_black(A))
 
 
+class ZebraLineGaussSeidel:
+    """Zebra line Gauss-Seidel: one sweep is two steps, B^{l,1} = M_even T^-1 and
+    B^{l,2} = M_odd T^-1, T the tridiagonal part of A^l along the lines
+    (:func:`mgnet.stencils.zebra`). The lines run along ``axis``; default the axis of
+    strongest coupling of each level's A^l. Linear stencil operators only."""
+
+    name = "zebra line Gauss-Seidel"
+
+    def __init__(self, axis: int | None = None) -> None:
+        self.axis = axis
+
+    def __call__(self, A: nn.Module, level: int) -> list[nn.Module]:
+        if not isinstance(A, StencilOperator):
+            raise ValueError(
+                f"smoother: 'line' needs a linear StencilOperator, got {type(A).__name__}"
+            )
+        return list(zebra(A, self.axis))
+
+
 def _gershgorin(A: StencilOperator) -> float:
     """An upper bound of the spectrum of D^-1 A (max over rows of sum |a_ij| / a_ii)."""
     M = A.to_sparse()
@@ -135,6 +156,7 @@ NAMED_SMOOTHERS = {
     "jacobi": JacobiSmoother,
     "rbgs": RedBlackGaussSeidel,
     "chebyshev": ChebyshevSmoother,
+    "line": ZebraLineGaussSeidel,
 }
 
 

@@ -210,8 +210,10 @@ class MultigridSolver(MultilevelSolver):
             Pi = injection). The solver works on a copy.
         smoother: ``"rbgs"`` (red-black Gauss-Seidel, B^{l,1} = M_red D^-1, B^{l,2} =
             M_black D^-1), ``"jacobi"`` (B = w D^-1), ``"chebyshev"`` (B^{l,i} = w_i D^-1),
-            or an object of the :class:`~mgnet.multigrid.smoothing.Smoother` protocol,
-            ``smoother(A^l, l) -> B modules of one sweep`` (e.g. a learned convolution).
+            ``"line"`` (zebra line Gauss-Seidel, B = M_even T^-1, M_odd T^-1), a
+            :class:`~mgnet.multigrid.learned.LearnedSmoother`, or another object of the
+            :class:`~mgnet.multigrid.smoothing.Smoother` protocol,
+            ``smoother(A^l, l) -> B modules of one sweep``.
         nu: (nu_l, nu'_l), pre- and post-smoothing sweeps per level.
         omega: w of damped Jacobi; default 2/3, 4/5, 6/7 in 1D, 2D, 3D.
         coarse: ``"rediscretize"`` (the PDE on the coarse grid; the default) or

@@ -2,11 +2,12 @@
 
 A (stencils: Laplacians, anisotropic and variable-coefficient diffusion, zero-order term,
 Dirichlet or periodic), B (smoothers: damped Jacobi, red-black Gauss-Seidel, Chebyshev,
-Newton, direct coarse solve), R (full weighting), P (linear interpolation, or built from
-the operator: black-box multigrid in 1D and 2D) and Pi (injection, or None for zero), in
-1D, 2D and 3D.
+Newton, direct coarse solve, zebra line Gauss-Seidel), R (full weighting), P (linear
+interpolation, or built from the operator: black-box multigrid in 1D and 2D) and Pi
+(injection, or None for zero), in 1D, 2D and 3D.
 """
 
+from mgnet.stencils.line import LineRelaxation, strong_axis, zebra
 from mgnet.stencils.operators import (
     NonlinearOperator,
     StencilOperator,
@@ -43,6 +44,7 @@ __all__ = [
     "Injection",
     "Interpolation",
     "Jacobi",
+    "LineRelaxation",
     "NewtonJacobi",
     "NonlinearOperator",
     "SparseTransfer",
@@ -59,4 +61,6 @@ __all__ = [
     "operator_interpolation_matrix",
     "red_black",
     "restriction_matrix",
+    "strong_axis",
+    "zebra",
 ]

@@ -282,9 +282,12 @@ class StencilOperator(nn.Module):
         return out
 
     def residual(self, u: Tensor | None, f: Tensor) -> Tensor:
-        """f - A u (u = None is zero), fused: one pass per stencil offset."""
+        """f - A u (u = None is zero), fused: one pass per stencil offset. While autograd
+        records a graph through u or f (training through the cycle) it is f - A(u)."""
         if u is None:
             return f
+        if torch.is_grad_enabled() and (u.requires_grad or f.requires_grad):
+            return f - self.forward(u)
         if self.compiled(u, f):
             return kernels.stencil(self, u, f, self._out(f))
         return self._blocks(u, f, None)

@@ -48,6 +48,14 @@ def _ax(t: Tensor, axis: int, s: slice) -> Tensor:
     return t[(slice(None),) * (axis + 2) + (s,)]
 
 
+def _add(a: Tensor, b: Tensor, out: Tensor) -> Tensor:
+    """out <- a + b. ``out=`` is not differentiable, so with autograd recording a graph
+    the sum is copied in and added instead (a gradient through R and P)."""
+    if torch.is_grad_enabled() and (a.requires_grad or b.requires_grad):
+        return out.copy_(a).add_(b)
+    return torch.add(a, b, out=out)
+
+
 def _ax_fresh(t: Tensor, axis: int, start: int, stop: int | None, step: int | None = None):
     return t[(slice(None),) * (axis + 2) + (slice(start, stop, step),)]
 
@@ -65,7 +73,7 @@ class _Scratch:
         self.views: dict = {}
 
     def get(self, slot: int, shape: list[int], like: Tensor) -> Tensor:
-        if like.requires_grad and torch.is_grad_enabled():
+        if torch.is_grad_enabled():  # a recorded pass (training through the cycle)
             return torch.empty(shape, dtype=like.dtype, device=like.device)
         key = (slot, tuple(shape), like.dtype, like.device)
         buf = self.buffers.get(key)
@@ -78,7 +86,7 @@ class _Scratch:
         building a view costs more than the arithmetic) and without autograd the view is
         kept for the next call on the same tensor; the cache holds at most 64 views of at
         most 16384 numbers each, which keeps those tensors alive until it is cleared."""
-        if t.numel() > 16384 or (t.requires_grad and torch.is_grad_enabled()):
+        if t.numel() > 16384 or torch.is_grad_enabled():
             return _ax(t, axis, slice(start, stop, step))
         key = (id(t), t.data_ptr(), axis, start, stop, step)
         v = self.views.get(key)
@@ -151,11 +159,11 @@ class FullWeighting(_GridTransfer):
                 else self._scratch.get(axis, shape, x)
             )
             if self.bc == "dirichlet":
-                torch.add(ax(x, axis, 0, -2, 2), ax(x, axis, 2, None, 2), out=out)
+                _add(ax(x, axis, 0, -2, 2), ax(x, axis, 2, None, 2), out)
                 out.add_(ax(x, axis, 1, -1, 2), alpha=2.0)
             else:
                 odd = ax(x, axis, 1, None, 2)
-                torch.add(odd, odd.roll(1, dims=axis + 2), out=out)
+                _add(odd, odd.roll(1, dims=axis + 2), out)
                 out.add_(ax(x, axis, 0, None, 2), alpha=2.0)
             x = out
         return x.mul_(0.25**d)
@@ -242,17 +250,13 @@ class Interpolation(_GridTransfer):
             ao = ax if axis < d - 1 else _ax_fresh
             if self.bc == "dirichlet":
                 ao(out, axis, 1, None, 2).copy_(x)
-                torch.add(
-                    ax(x, axis, 0, -1),
-                    ax(x, axis, 1, None),
-                    out=ao(out, axis, 2, -1, 2),
-                )
+                _add(ax(x, axis, 0, -1), ax(x, axis, 1, None), ao(out, axis, 2, -1, 2))
                 ao(out, axis, 0, 1).copy_(ax(x, axis, 0, 1))
                 ao(out, axis, n - 1, n).copy_(ax(x, axis, -1, None))
                 ao(out, axis, 0, None, 2).mul_(0.5)
             else:
                 ao(out, axis, 0, None, 2).copy_(x)
-                torch.add(x, x.roll(-1, dims=axis + 2), out=ao(out, axis, 1, None, 2))
+                _add(x, x.roll(-1, dims=axis + 2), ao(out, axis, 1, None, 2))
                 ao(out, axis, 1, None, 2).mul_(0.5)
             x = out
         return x

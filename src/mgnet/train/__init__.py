@@ -1,4 +1,5 @@
-"""Training: a plain-data config, one readable loop, atomic checkpoints, data parallel.
+"""Training: a plain-data config, a loop in named phases, atomic checkpoints, one loader
+from a checkpoint back to its model, data parallel.
 
 The names below are imported on first use (``mgnet.train.config`` needs no torch, and the
 command line reads its defaults and choices for ``--help``).
@@ -14,27 +15,37 @@ if TYPE_CHECKING:
     from mgnet.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
     from mgnet.train.config import TrainConfig, load_recipe
     from mgnet.train.ema import ModelEma
-    from mgnet.train.evaluation import EvalResult, evaluate_checkpoint, load_trained_model
-    from mgnet.train.loop import (
-        TrainingDiverged,
+    from mgnet.train.evaluation import EvalResult, evaluate_checkpoint
+    from mgnet.train.loading import (
+        TrainedModel,
         build_model,
-        evaluate,
+        evaluated_weights,
+        load_trained_model,
+    )
+    from mgnet.train.loop import (
+        Trainer,
+        TrainingDiverged,
         lr_multiplier,
         resolve_device,
         resume_config,
         test_checkpoint,
         train,
     )
+    from mgnet.train.task import ClassificationTask, evaluate
 
 __all__ = [
     "CheckpointError",
+    "ClassificationTask",
     "EvalResult",
     "ModelEma",
     "TrainConfig",
+    "TrainedModel",
+    "Trainer",
     "TrainingDiverged",
     "build_model",
     "evaluate",
     "evaluate_checkpoint",
+    "evaluated_weights",
     "load_trained_model",
     "load_checkpoint",
     "load_recipe",
@@ -57,12 +68,14 @@ __getattr__ = lazy_attributes(
         "ModelEma": "mgnet.train.ema",
         "EvalResult": "mgnet.train.evaluation",
         "evaluate_checkpoint": "mgnet.train.evaluation",
-        "load_trained_model": "mgnet.train.evaluation",
+        **dict.fromkeys(
+            ["TrainedModel", "build_model", "evaluated_weights", "load_trained_model"],
+            "mgnet.train.loading",
+        ),
         **dict.fromkeys(
             [
+                "Trainer",
                 "TrainingDiverged",
-                "build_model",
-                "evaluate",
                 "lr_multiplier",
                 "resolve_device",
                 "resume_config",
@@ -71,6 +84,8 @@ __getattr__ = lazy_attributes(
             ],
             "mgnet.train.loop",
         ),
+        "ClassificationTask": "mgnet.train.task",
+        "evaluate": "mgnet.train.task",
     },
 )
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from mgnet.errors import first_line, quote
+from mgnet.train.rundir import fresh_run_dir
 
 __all__ = [
     "TrainConfig",
@@ -25,6 +26,7 @@ __all__ = [
     "SCHEDULERS",
     "AMP_MODES",
     "DEVICES",
+    "PROTOCOLS",
 ]
 
 OPTIMIZERS = ("sgd", "adamw")
@@ -32,6 +34,7 @@ SCHEDULERS = ("cosine", "step", "onecycle", "none")
 AMP_MODES = ("none", "bf16", "fp16")
 LOADERS = ("auto", "device", "torch")
 DEVICES = ("auto", "cpu", "cuda", "cuda:N")
+PROTOCOLS = ("val", "paper")
 
 # Recipes (load_recipe): file suffixes, and what one may hold at most.
 RECIPE_SUFFIXES = (".yaml", ".yml", ".json")
@@ -46,10 +49,11 @@ _TYPES = {
     "str | None": (str, type(None)),
     "int | None": (int, type(None)),
     "dict[str, Any]": (dict,),
+    "list[float] | None": (list, tuple, type(None)),
 }
 
 # Fields that may change when a run is resumed: they do not alter the numbers it computes.
-RUNTIME_FIELDS = ("device", "workers", "threads", "progress", "data_dir")
+RUNTIME_FIELDS = ("device", "workers", "threads", "progress", "data_dir", "tensorboard")
 
 
 @dataclass
@@ -75,7 +79,20 @@ class TrainConfig:
     cores are shared, where a full thread pool stalls), ``output_dir``,
     ``progress`` (progress bar on a terminal), ``sync_bn`` (BatchNorm statistics over the
     whole global batch under ``torchrun``; a no-op in a single process), ``compile``
-    (``torch.compile`` the model).
+    (``torch.compile`` the model and its evaluation copy), ``deterministic`` (cuDNN in
+    deterministic mode without autotuning, and ``torch.use_deterministic_algorithms``
+    (warnings only for operations that have no deterministic version); for runs to be
+    repeated bit for bit on a GPU), ``tensorboard`` (also write the epoch metrics as
+    TensorBoard scalars to ``output_dir/tensorboard``; needs the tensorboard package).
+
+    Protocol: ``protocol="val"`` (default) carves the fixed validation split from the
+    training images, chooses the best epoch on it and tests that model once;
+    ``"paper"`` trains on all training images, tests after every epoch and reports the
+    final epoch's test accuracy, plus the best test accuracy over the epochs (the rule
+    the MgNet authors' code reports; it selects on the test split). ``mean``/``std``:
+    per-channel normalization constants to use instead of the dataset table's (None:
+    the table's, the statistics of the training split); the paper recipes set the
+    authors' constants.
     """
 
     model: str = "mgnet_digits"
@@ -109,6 +126,11 @@ class TrainConfig:
     threads: int = 1
     sync_bn: bool = False
     compile: bool = False
+    deterministic: bool = False
+    tensorboard: bool = False
+    protocol: str = "val"
+    mean: list[float] | None = None
+    std: list[float] | None = None
     output_dir: str = "runs/train"
     progress: bool = True
 
@@ -122,9 +144,19 @@ class TrainConfig:
             accepted = _TYPES.get(str(f.type))
             wrong_bool = isinstance(value, bool) and bool not in (accepted or (bool,))
             if accepted is not None and (wrong_bool or not isinstance(value, accepted)):
-                raise ValueError(f"{f.name}: {value!r} is not accepted; expected {f.type}")
+                raise ValueError(f"{f.name}: {quote(value)} is not accepted; expected {f.type}")
             if f.type == "float":
                 setattr(self, f.name, float(value))
+            if f.type == "list[float] | None" and value is not None:
+                numbers = all(
+                    isinstance(v, (int, float)) and not isinstance(v, bool) for v in value
+                )
+                if not value or not numbers:
+                    raise ValueError(
+                        f"{f.name}: {quote(value)} is not accepted; expected a list of "
+                        "numbers, one per channel"
+                    )
+                setattr(self, f.name, [float(v) for v in value])
         checks = [
             ("epochs", self.epochs >= 1, "a positive integer"),
             ("batch_size", self.batch_size >= 1, "a positive integer"),
@@ -155,11 +187,22 @@ class TrainConfig:
             ("loader", self.loader in LOADERS, ", ".join(LOADERS)),
             ("threads", self.threads >= 0, "an integer >= 0 (0: torch's default)"),
             ("model_args", isinstance(self.model_args, dict), "a dict of keyword arguments"),
+            ("protocol", self.protocol in PROTOCOLS, ", ".join(PROTOCOLS)),
+            (
+                "std",
+                self.std is None or min(self.std) > 0,
+                "positive numbers, one per channel",
+            ),
+            (
+                "mean",
+                (self.mean is None) == (self.std is None),
+                "mean and std given together (or neither)",
+            ),
         ]
         for name, ok, accepted in checks:
             if not ok:
                 raise ValueError(
-                    f"{name}: {getattr(self, name)!r} is not accepted; expected {accepted}"
+                    f"{name}: {quote(getattr(self, name))} is not accepted; expected {accepted}"
                 )
 
     def to_dict(self) -> dict[str, Any]:
@@ -172,9 +215,8 @@ class TrainConfig:
         names = [f.name for f in fields(cls)]
         unknown = sorted(set(values) - set(names))
         if unknown:
-            raise ValueError(
-                f"config: unknown key(s) {', '.join(unknown)}; accepted: {', '.join(names)}"
-            )
+            shown = ", ".join(unknown)[:200]
+            raise ValueError(f"config: unknown key(s) {shown}; accepted: {', '.join(names)}")
         return cls(**values)
 
 
@@ -275,17 +317,3 @@ def load_recipe(recipe: str | Path) -> dict[str, Any]:
     if bad is not None:
         raise ValueError(f"config: {where} has the key {quote(bad)}; keys are field names")
     return values
-
-
-def fresh_run_dir(root: str | Path, name: str) -> Path:
-    """``root/name``, or ``root/name-2``, ``-3``, ... : the first that holds no run yet.
-
-    ``name`` is reduced to letters, digits, ``-``, ``_`` and ``.`` (spec strings have
-    brackets and commas)."""
-    safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name).strip("_")
-    root = Path(root)
-    candidate, n = root / safe, 1
-    while (candidate / "checkpoint.pt").exists() or (candidate / "config.json").exists():
-        n += 1
-        candidate = root / f"{safe}-{n}"
-    return candidate

@@ -29,7 +29,9 @@ __all__ = [
     "init_distributed",
     "close_distributed",
     "all_reduce_sum",
+    "agree",
     "barrier",
+    "cuda_index",
     "CpuSyncBatchNorm",
     "convert_sync_batchnorm",
     "replica_max_diff",
@@ -42,12 +44,14 @@ RANK_STATE_ENV = "MGNET_RANK_STATE_DIR"
 
 @dataclass(frozen=True)
 class DistInfo:
-    """Where this process sits: ``rank`` of ``world_size``, GPU ``local_rank``."""
+    """Where this process sits: ``rank`` of ``world_size``, ``local_rank`` on its machine,
+    and ``device_index``, the CUDA device it uses among those it can see."""
 
     rank: int = 0
     world_size: int = 1
     local_rank: int = 0
     initialized_here: bool = False
+    device_index: int = 0
 
     @property
     def is_main(self) -> bool:
@@ -59,6 +63,14 @@ class DistInfo:
         return self.world_size > 1
 
 
+def cuda_index(local_rank: int) -> int:
+    """The CUDA device of the process with ``local_rank``: the local rank itself when the
+    process sees every GPU of its machine, modulo the count it sees otherwise (a scheduler
+    that gives each process one GPU makes it device 0 of every process)."""
+    count = torch.cuda.device_count()
+    return local_rank % count if count else 0
+
+
 def init_distributed(device: str) -> DistInfo:
     """Join the process group that ``torchrun`` describes (gloo on CPU, nccl on CUDA)."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
@@ -66,13 +78,14 @@ def init_distributed(device: str) -> DistInfo:
         return DistInfo()
     rank = int(os.environ["RANK"])
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    if dist.is_initialized():
-        return DistInfo(rank, world_size, local_rank, initialized_here=False)
     use_cuda = device != "cpu" and torch.cuda.is_available()
+    index = cuda_index(local_rank) if use_cuda else 0
+    if dist.is_initialized():
+        return DistInfo(rank, world_size, local_rank, False, index)
     if use_cuda:
-        torch.cuda.set_device(local_rank)
+        torch.cuda.set_device(index)
     dist.init_process_group(backend="nccl" if use_cuda else "gloo")
-    return DistInfo(rank, world_size, local_rank, initialized_here=True)
+    return DistInfo(rank, world_size, local_rank, True, index)
 
 
 def close_distributed(info: DistInfo) -> None:
@@ -86,6 +99,15 @@ def all_reduce_sum(t: torch.Tensor, info: DistInfo) -> torch.Tensor:
         t = t.clone()
         dist.all_reduce(t, op=dist.ReduceOp.SUM)
     return t
+
+
+def agree(flags: torch.Tensor, info: DistInfo) -> list[int]:
+    """The largest value of each entry of the integer tensor ``flags`` over all processes
+    (one all-reduce), read on the host; the processes decide on it together."""
+    if info.enabled:
+        flags = flags.clone()
+        dist.all_reduce(flags, op=dist.ReduceOp.MAX)
+    return [int(v) for v in flags.tolist()]
 
 
 def barrier(info: DistInfo) -> None:

@@ -44,15 +44,25 @@ class ModelEma:
 
     @torch.no_grad()
     def update(self, model: nn.Module) -> None:
-        """Move the average towards ``model`` (the same architecture, not a DDP wrapper)."""
+        """Move the average towards ``model`` (the same architecture, not a DDP wrapper):
+        a few multi-tensor (``foreach``) kernels for the whole model, not one per tensor."""
         d = self.current_decay()
-        for avg, p in zip(self.module.parameters(), model.parameters(), strict=True):
+        avg_float, new_float, avg_rest, new_rest = [], [], [], []
+        pairs = zip(self.module.parameters(), model.parameters(), strict=True)
+        for avg, p in pairs:
             if avg.dtype.is_floating_point:
-                avg.lerp_(p.detach(), 1.0 - d)
+                avg_float.append(avg)
+                new_float.append(p.detach())
             else:
-                avg.copy_(p)
+                avg_rest.append(avg)
+                new_rest.append(p.detach())
         for avg, b in zip(self.module.buffers(), model.buffers(), strict=True):
-            avg.copy_(b)
+            avg_rest.append(avg)
+            new_rest.append(b)
+        if avg_float:
+            torch._foreach_lerp_(avg_float, new_float, 1.0 - d)
+        if avg_rest:
+            torch._foreach_copy_(avg_rest, new_rest)
         self.updates += 1
 
     def state_dict(self) -> dict[str, Any]:

@@ -22,11 +22,12 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from mgnet.constants import SPLITS
-from mgnet.errors import MissingDependency
+from mgnet.errors import MissingDependency, quote
 from mgnet.plotting import figure, save_png
-from mgnet.train.checkpoint import CheckpointError, load_checkpoint
+from mgnet.train.loading import load_trained_model
+from mgnet.train.rundir import check_output
 
-__all__ = ["EvalResult", "evaluate_checkpoint", "plot_confusion", "SPLITS"]
+__all__ = ["EvalResult", "evaluate_checkpoint", "load_trained_model", "plot_confusion", "SPLITS"]
 
 
 @dataclass
@@ -55,53 +56,6 @@ class EvalResult:
         return asdict(self)
 
 
-def _model_and_weights(path: Path, state: dict) -> tuple[nn.Module, Any, Any]:
-    from mgnet.data import dataset_info
-    from mgnet.train.config import TrainConfig
-    from mgnet.train.loop import build_model
-
-    if not isinstance(state.get("config"), dict) or not isinstance(state.get("model"), dict):
-        raise CheckpointError(
-            f"checkpoint: {str(path)!r} lacks the 'model' weights or the 'config' of a run"
-        )
-    try:
-        cfg = TrainConfig.from_dict(state["config"])
-    except ValueError as e:
-        raise CheckpointError(f"checkpoint: {str(path)!r} holds an invalid config ({e})") from None
-    info = dataset_info(cfg.data)
-    weights = state["model"]
-    ema = state.get("model_ema")
-    if isinstance(ema, dict) and isinstance(ema.get("model"), dict):
-        weights = ema["model"]
-    num_classes = state.get("num_classes")
-    if num_classes is None and "fc.weight" in weights:  # checkpoints older than the field
-        num_classes = int(weights["fc.weight"].shape[0])
-    model = build_model(cfg, info, num_classes)
-    try:
-        model.load_state_dict(weights)
-    except RuntimeError as e:
-        first = str(e).strip().splitlines()[0][:200]
-        raise CheckpointError(
-            f"checkpoint: weights of {str(path)!r} do not fit model {cfg.model!r} ({first})"
-        ) from None
-    return model, cfg, info
-
-
-def load_trained_model(
-    checkpoint: str | Path, map_location: str | torch.device = "cpu"
-) -> tuple[nn.Module, Any, Any]:
-    """The model of a ``mgnet train`` checkpoint (``best.pt`` or ``checkpoint.pt``), rebuilt
-    as the run built it and in evaluation mode, with its :class:`TrainConfig` and the
-    :class:`DatasetInfo` of the data it was trained on. With ``model_ema`` the averaged
-    weights are loaded, the ones the run validated. Every unreadable, foreign or
-    mismatched file is a one-line :class:`CheckpointError`."""
-    path = Path(checkpoint)
-    state = load_checkpoint(path, map_location=map_location)
-    model, cfg, info = _model_and_weights(path, state)
-    return model.eval(), cfg, info
-
-
-@torch.no_grad()
 def evaluate_checkpoint(
     checkpoint: str | Path,
     data: str | None = None,
@@ -111,8 +65,12 @@ def evaluate_checkpoint(
     batch_size: int = 256,
     out: str | Path | None = None,
     plot: bool = True,
+    force: bool = False,
 ) -> EvalResult:
     """Top-1/top-5 accuracy, loss and confusion matrix of a ``mgnet train`` checkpoint.
+
+    The model runs as in its run: the run's mixed precision (``amp``) and memory format
+    (``channels_last``), batches copied asynchronously from pinned memory on CUDA.
 
     Args:
         checkpoint: ``best.pt`` or ``checkpoint.pt`` of a run.
@@ -122,20 +80,38 @@ def evaluate_checkpoint(
         device: auto | cpu | cuda | cuda:N.
         batch_size: images per forward pass.
         out: the JSON file to write (default: ``eval-<data>-<split>.json`` next to the
-            checkpoint); the PNG goes next to it with the suffix ``.png``.
+            checkpoint); the PNG goes next to it with the suffix ``.png``. A file of a
+            run folder (``results.json``, ...) is refused unless ``force``.
         plot: also draw the confusion matrix as a PNG (needs matplotlib).
+        force: overwrite ``out`` even when it is a file of a run folder.
     """
     from mgnet.data import get_dataset
-    from mgnet.train.loop import resolve_device
+    from mgnet.device import resolve_device
+    from mgnet.train.task import evaluate
 
     if split not in SPLITS:
-        raise ValueError(f"split: {split!r} is not accepted; expected {', '.join(SPLITS)}")
+        raise ValueError(f"split: {quote(split)} is not accepted; expected {', '.join(SPLITS)}")
     if batch_size < 1:
         raise ValueError(f"batch_size: must be a positive integer, got {batch_size}")
     path = Path(checkpoint)
-    model, cfg, trained_on = load_trained_model(path)
+    json_path = Path(out) if out is not None else None
+    if json_path is not None:  # before any work: a bad output path fails at once
+        if json_path.suffix.lower() != ".json":
+            raise ValueError(f"out: expected a .json file name, got {quote(str(json_path))}")
+        check_output(json_path, force, flag="out")
+        check_output(json_path.with_suffix(".png"), force, flag="out")
+    dev = resolve_device(device)
+    trained = load_trained_model(path)
+    model, cfg, trained_on = trained.model, trained.config, trained.info
     name = data or cfg.data
-    splits = get_dataset(name, root=data_dir or cfg.data_dir, augment=False)
+    same_data = name == cfg.data
+    splits = get_dataset(
+        name,
+        root=data_dir or cfg.data_dir,
+        augment=False,
+        mean=cfg.mean if same_data else None,
+        std=cfg.std if same_data else None,
+    )
     info = splits.info
     dataset = splits.test if split == "test" else splits.val
     num_classes = (
@@ -144,63 +120,61 @@ def evaluate_checkpoint(
     data_classes = getattr(dataset, "num_classes", None) or info.num_classes
     if info.in_channels != trained_on.in_channels:
         raise ValueError(
-            f"data: {name!r} has {info.in_channels} channel(s), the model of {str(path)!r} "
-            f"(trained on {cfg.data!r}) takes {trained_on.in_channels}"
+            f"data: {name!r} has {info.in_channels} channel(s), the model of "
+            f"{quote(str(path))} (trained on {cfg.data!r}) takes {trained_on.in_channels}"
         )
     if num_classes is not None and data_classes != num_classes:
         raise ValueError(
-            f"data: {name!r} has {data_classes} classes, the model of {str(path)!r} "
+            f"data: {name!r} has {data_classes} classes, the model of {quote(str(path))} "
             f"(trained on {cfg.data!r}) predicts {num_classes}"
         )
     need = getattr(model, "min_input_size", 1)
     if info.input_size < need:
         raise ValueError(
             f"data: {name!r} has {info.input_size}x{info.input_size} images, the model of "
-            f"{str(path)!r} needs at least {need}x{need}"
+            f"{quote(str(path))} needs at least {need}x{need}"
         )
+    if len(dataset) == 0:
+        raise ValueError(f"split: the {split!r} split of {name!r} holds no images")
     classes = [str(c) for c in getattr(dataset, "classes", None) or range(data_classes)]
 
-    dev = resolve_device(device)
     model = model.to(dev).eval()
+    if cfg.channels_last:
+        model = model.to(memory_format=torch.channels_last)
     k = min(5, data_classes)
-    confusion = torch.zeros(data_classes, data_classes, dtype=torch.long)
-    loss_sum, top1, topk, count = 0.0, 0, 0, 0
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False)
-    for x, y in loader:
-        x, y = x.to(dev), y.to(dev)
-        logits = model(x).float()
-        loss_sum += float(nn.functional.cross_entropy(logits, y, reduction="sum"))
-        best = logits.topk(k, dim=1).indices
-        top1 += int((best[:, 0] == y).sum())
-        topk += int((best == y[:, None]).any(1).sum())
-        count += y.numel()
-        pairs = (y * data_classes + best[:, 0]).cpu()
-        confusion += torch.bincount(pairs, minlength=data_classes**2).view(
-            data_classes, data_classes
+    loader = DataLoader(
+        dataset, batch_size=batch_size, shuffle=False, pin_memory=dev.type == "cuda"
+    )
+    with torch.no_grad():
+        m = evaluate(
+            model,
+            loader,
+            dev,
+            cfg.amp,
+            cfg.channels_last,
+            topk=k,
+            num_classes=data_classes,
         )
-    if count == 0:
-        raise ValueError(f"split: the {split!r} split of {name!r} holds no images")
     result = EvalResult(
         checkpoint=str(path),
         model=cfg.model,
         data=name,
         split=split,
-        count=count,
-        top1=100.0 * top1 / count,
-        top5=100.0 * topk / count,
+        count=m["count"],
+        top1=m["accuracy"],
+        top5=m["topk_accuracy"] if k > 1 else m["accuracy"],
         topk=k,
-        loss=loss_sum / count,
+        loss=m["loss"],
         classes=classes,
-        confusion=confusion.tolist(),
+        confusion=m["confusion"].tolist(),
     )
-    json_path = Path(out) if out is not None else path.with_name(f"eval-{name}-{split}.json")
-    if json_path.suffix.lower() != ".json":
-        raise ValueError(f"out: expected a .json file name, got {str(json_path)!r}")
+    if json_path is None:
+        json_path = check_output(path.with_name(f"eval-{name}-{split}.json"), force, "out")
     json_path.parent.mkdir(parents=True, exist_ok=True)
     result.json_path = str(json_path)
     if plot:
         png_path = json_path.with_suffix(".png")
-        if plot_confusion(confusion, classes, png_path, title=_title(result)):
+        if plot_confusion(m["confusion"], classes, png_path, title=_title(result)):
             result.png_path = str(png_path)
     json_path.write_text(json.dumps(result.to_dict(), indent=2) + "\n")
     return result

@@ -68,7 +68,9 @@ def mix_batch(
         kind = "mixup" if mixup > 0 else "cutmix"
     alpha = mixup if kind == "mixup" else cutmix
     lam = float(rng.beta(alpha, alpha))
-    perm = torch.from_numpy(rng.permutation(x.shape[0])).to(x.device)
+    perm = torch.from_numpy(rng.permutation(x.shape[0]))
+    if x.device.type == "cuda":  # an asynchronous copy from pinned memory: no host sync
+        perm = perm.pin_memory().to(x.device, non_blocking=True)
     y_b = y[perm]
     if kind == "mixup":
         return MixedBatch(x * lam + x[perm] * (1 - lam), y, y_b, lam, kind)
