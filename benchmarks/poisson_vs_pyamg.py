@@ -50,7 +50,7 @@ the session); absolute times are noisy, the ratios come from the same run::
     127^3       15.2x    0.11         0.45x   0.18         5.03x   0.12
 
     copy bandwidth 13.0 GB/s; the kernels' first call 0.55 s (loaded from numba's cache;
-    a cold compile of both dtypes took 10-30 s on this machine)
+    a cold compile of both dtypes took 30-45 s on this machine)
 
 Against the targets: 1023^2 set-up + solve 19.9x faster than Ruge-Stuben (target 20x; an
 earlier run of the same code gave 19.9x too, and 14-17x before the last round of

@@ -20,7 +20,7 @@ call these kernels where they can, so the cycle stays the one of :mod:`mgnet.cor
 
 They cover 1D, 2D and 3D grids, Dirichlet and periodic boundaries, constant and variable
 coefficients, float32 and float64. They are compiled by numba (``cache=True``: the first
-call on a machine compiles them, 10-30 s for both dtypes on a small shared machine; later
+call on a machine compiles them, 30-45 s for both dtypes on a small shared machine; later
 processes load the machine code from numba's cache in about a second; :func:`warm_up`
 measures it and ``benchmarks/poisson_vs_pyamg.py`` prints it) and run on NumPy views of
 CPU tensors. Their scratch buffers belong to the operator (or the process), so one
