@@ -16,14 +16,15 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 from mgnet.errors import USER_ERRORS, MgNetError, first_line
 from mgnet.log import cli_logging
 
-__all__ = ["SUBCOMMANDS", "UserError", "build_parser", "main"]
+__all__ = ["SUBCOMMANDS", "UserError", "build_parser", "emit", "main"]
 
 # Modules of mgnet.cli, one per subcommand, in the order of `mgnet --help`.
 # (`inspect_`: a module named `inspect` would shadow the standard library's.)
@@ -59,6 +60,16 @@ class _Version(argparse.Action):
 
         print(f"mgnet {mgnet.__version__}")
         parser.exit()
+
+
+def emit(result: object, lines: Iterable[str], as_json: bool) -> None:
+    """A command's output: ``result`` as JSON with ``--json`` (standard output then holds
+    nothing else, for a program to read), the ``lines`` for a person otherwise."""
+    if as_json:
+        print(json.dumps(result, indent=2))
+        return
+    for line in lines:
+        print(line)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import json
 
-from mgnet.cli import UserError
+from mgnet.cli import UserError, emit
 from mgnet.cli.solve import add_eps, check_eps
 from mgnet.constants import DIMS, LEARN_PROBLEMS, SHARING
 from mgnet.errors import quote
@@ -103,17 +102,20 @@ def run(args: argparse.Namespace) -> int:
         figures["eval"][str(n)] = row
     learned.training_log = figures
     learned.save(out)
-    if args.json:
-        print(json.dumps({"problem": learned.problem, "file": str(out), **figures}, indent=2))
-        return 0
     shape = "x".join(map(str, learned.kernel_shape))
     what = args.problem + (f" eps={eps:g}" if args.problem == "anisotropic" else "")
-    print(
+    lines = [
         f"{what}, {args.dim}D, {shape} kernels, nu={learned.nu} per sweep, {learned.sharing}: "
         f"asymptotic factor per V-cycle at n={args.n}: damped Jacobi {figures['factor_jacobi']:.3f}"
         f" -> learned {figures['factor']:.3f} ({figures['seconds']:.1f} s of training)"
+    ]
+    lines += [
+        f"  n={n}: learned {row['learned']:.3f}, red-black Gauss-Seidel {row['rbgs']:.3f}"
+        for n, row in figures["eval"].items()
+    ]
+    emit(
+        {"problem": learned.problem, "file": str(out), **figures},
+        [*lines, f"saved {out}"],
+        args.json,
     )
-    for n, row in figures["eval"].items():
-        print(f"  n={n}: learned {row['learned']:.3f}, red-black Gauss-Seidel {row['rbgs']:.3f}")
-    print(f"saved {out}")
     return 0
