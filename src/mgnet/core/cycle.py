@@ -108,7 +108,7 @@ class CycleRecord:
             "f": f.detach(),
         }
         if self.residuals:
-            r = f if (u is None or A is None) else f - A(u)
+            r = f if A is None else residual(A, u, f)
             event["residual"] = r.detach().flatten(1).norm(dim=1)
         self.events.append(event)
 

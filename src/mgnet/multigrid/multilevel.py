@@ -423,7 +423,7 @@ class MultilevelSolver:
         float64 unless ``precision="float32"``."""
         A, dtype = self._outer, self._outer_dtype
         b = b.to(self.device, dtype)
-        return b - A(x.to(self.device, dtype))
+        return residual(A, x.to(self.device, dtype), b).clone()  # A may own the buffer
 
     # ------------------------------------------------------------------------ solve
     @staticmethod
@@ -652,7 +652,7 @@ class MultilevelSolver:
         view = (-1,) + (1,) * (b.dim() - 1)
         bn = _norms(b)
         bn = torch.where(bn > 0, bn, torch.ones_like(bn))
-        r = b - A(x)
+        r = residual(A, x, b).clone()  # updated in place below; A may own the buffer
         rn = _norms(r)
         history = [float((rn * unscale).max())]
         z = self._precondition(r, cycle)
