@@ -1,0 +1,176 @@
+"""The structure issue 9 asked for, where no other file checks it: every fused hook of the
+core has an implementation that follows its protocol, plots leave matplotlib's global state
+alone, the package ships its data and ``py.typed``, the renamed and folded modules are gone,
+and ``mgnet solve`` checks its shared flags the same way on grids and on matrices."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+import torch
+
+from mgnet.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+ENV = {
+    **os.environ,
+    "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")]),
+    "OMP_NUM_THREADS": "1",
+}
+
+
+# ------------------------------------------------------------------- core protocols
+def test_every_hook_of_the_core_has_an_implementation_that_follows_its_protocol():
+    from mgnet.core import (
+        FusedCorrectionSmoothing,
+        FusedResidual,
+        FusedRestriction,
+        FusedSmoothingRestriction,
+        InPlaceProlongation,
+        InPlaceSmoother,
+    )
+    from mgnet.multigrid.sparse import SparseMatrix
+    from mgnet.stencils import FullWeighting, Interpolation, Jacobi, StencilOperator
+
+    assert issubclass(FullWeighting, FusedRestriction)
+    assert issubclass(FullWeighting, FusedSmoothingRestriction)
+    assert issubclass(Interpolation, FusedCorrectionSmoothing)
+    assert issubclass(Interpolation, InPlaceProlongation)
+    assert issubclass(StencilOperator, FusedResidual)
+    assert issubclass(Jacobi, InPlaceSmoother)
+    assert issubclass(SparseMatrix, FusedResidual) and issubclass(SparseMatrix, InPlaceProlongation)
+    # the protocols are narrow: a convolution offers none of them
+    for proto in (FusedRestriction, FusedSmoothingRestriction, FusedCorrectionSmoothing):
+        assert not issubclass(torch.nn.Conv2d, proto)
+
+
+def test_the_fused_restriction_equals_restricting_the_residual():
+    """R.restrict_residual(A, u, f) is R(residual(A, u, f)): the guarantee the cycle uses."""
+    from mgnet.core import residual
+    from mgnet.stencils import FullWeighting, laplacian
+
+    A = laplacian(31, dim=2)
+    R = FullWeighting((31, 31))
+    g = torch.Generator().manual_seed(0)
+    u = torch.rand(2, 1, 31, 31, generator=g, dtype=torch.float64)
+    f = torch.rand(2, 1, 31, 31, generator=g, dtype=torch.float64)
+    u0, f0 = u.clone(), f.clone()
+    fused = R.restrict_residual(A, u, f)
+    plain = R((f - A(u)).clone())
+    assert torch.allclose(fused, plain, rtol=1e-12, atol=1e-12)
+    assert torch.equal(u, u0) and torch.equal(f, f0)  # neither input is written
+    assert torch.allclose(R.restrict_residual(A, None, f), R(residual(A, None, f)))
+
+
+# ---------------------------------------------------------------------------- plots
+def test_plots_leave_matplotlibs_global_backend_and_pyplot_alone(tmp_path):
+    pytest.importorskip("matplotlib")
+    code = (
+        "import sys, matplotlib\n"
+        "matplotlib.use('svg')\n"
+        "from mgnet.plotting import figure, save_png\n"
+        "from mgnet.curves import plot_curves\n"
+        "fig = figure(3, 2)\n"
+        "fig.subplots().plot([0, 1], [1, 0])\n"
+        f"save_png(fig, {str(tmp_path / 'a.png')!r})\n"
+        f"plot_curves({str(tmp_path)!r}, {str(tmp_path / 'c.png')!r})\n"
+        "print(matplotlib.get_backend(), 'matplotlib.pyplot' in sys.modules)\n"
+    )
+    (tmp_path / "metrics.jsonl").write_text(
+        json.dumps({"epoch": 1, "train_loss": 1.0, "val_accuracy": 50.0, "lr": 0.1}) + "\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], env=ENV, capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.split() == ["svg", "False"]
+    for name in ("a.png", "c.png"):
+        assert (tmp_path / name).read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+
+
+# ------------------------------------------------------------------------ packaging
+def _package_data() -> dict[str, list[str]]:
+    tomllib = pytest.importorskip("tomllib")
+    with open(ROOT / "pyproject.toml", "rb") as fh:
+        return tomllib.load(fh)["tool"]["setuptools"]["package-data"]
+
+
+def test_package_data_names_files_that_exist():
+    data = _package_data()
+    assert "py.typed" in data["mgnet"] and "configs/*.yaml" in data["mgnet"]
+    assert {"digits.npz", "DIGITS_LICENSE.txt"} <= set(data["mgnet.data"])
+    for package, patterns in data.items():
+        folder = ROOT / "src" / Path(*package.split("."))
+        for pattern in patterns:
+            assert list(folder.glob(pattern)), f"{package}: {pattern} matches no file"
+    recipes = {p.stem for p in (ROOT / "src" / "mgnet" / "configs").glob("*.yaml")}
+    assert {"cifar10_mgnet_paper", "cifar100_mgnet_paper", "imagenet_mgnet_paper"} <= recipes
+
+
+def test_the_wheel_ships_py_typed_the_recipes_and_the_digits(tmp_path):
+    pytest.importorskip("setuptools")
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
+        (tmp_path / name).write_bytes((ROOT / name).read_bytes())
+    ignore = shutil.ignore_patterns("__pycache__", "*.egg-info")
+    shutil.copytree(ROOT / "src" / "mgnet", tmp_path / "src" / "mgnet", ignore=ignore)
+    out = tmp_path / "wheel"
+    proc = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+         "-w", str(out), str(tmp_path)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    (wheel,) = out.glob("*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    assert {"mgnet/py.typed", "mgnet/configs/cifar10_mgnet_paper.yaml",
+            "mgnet/data/digits.npz", "mgnet/data/DIGITS_LICENSE.txt"} <= names  # fmt: skip
+
+
+# -------------------------------------------------------------------- one home each
+def test_renamed_and_folded_modules_are_gone():
+    # mgnet/inspect.py shadowed the standard library; the second demo was folded in
+    assert importlib.util.find_spec("mgnet.inspect") is None
+    assert importlib.util.find_spec("mgnet.multigrid.demo") is None
+    assert importlib.util.find_spec("mgnet.cli.inspect_") is not None
+    assert not (ROOT / "src" / "mgnet" / "cli.py").exists()  # the command is a package
+
+
+@pytest.mark.parametrize(
+    "extra,message",
+    [
+        (["--maxiter", "-1"], "--maxiter: must be >= 0, got -1"),
+        (["--tol", "0"], "--tol: must be positive, got 0.0"),
+        (["--threads", "-2"], "--threads: must be 0 (torch's choice) or positive, got -2"),
+    ],
+)
+@pytest.mark.parametrize("problem", [["--problem", "poisson"], ["--problem", "darcy"]])
+def test_solve_checks_its_shared_flags_alike_on_grids_and_matrices(
+    problem, extra, message, capsys, monkeypatch
+):
+    """One check for both paths, before any set-up is built."""
+    import mgnet.multigrid as mg
+
+    def no_setup(*args, **kwargs):
+        raise AssertionError("a set-up was built before the flags were checked")
+
+    monkeypatch.setattr(mg, "MultigridSolver", no_setup)
+    monkeypatch.setattr(mg, "smoothed_aggregation_solver", no_setup)
+    assert main(["solve", *problem, "--n", "15", *extra]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"mgnet solve: error: {message}"
+
+
+def test_solve_reports_a_matrix_that_was_not_solved_like_a_grid(capsys):
+    for argv in (["--problem", "poisson"], ["--problem", "rotated-anisotropy"]):
+        assert main(["solve", *argv, "--n", "63", "--maxiter", "1", "--tol", "1e-12"]) == 1
+        out, err = capsys.readouterr()
+        assert err.startswith("mgnet solve: did not reach --tol 1e-12 (maxiter after 1 iter")
+        assert "1 iterations, relative residual" in out and "mean factor" in out
