@@ -9,7 +9,8 @@ instant, and the parsers take their choices from :mod:`mgnet.constants`.
 Errors: what a user got wrong (a ``ValueError``, ``TypeError`` or ``OSError``, or one of the
 package's own :class:`~mgnet.errors.MgNetError`) is one line on stderr and exit status 2.
 Anything else is a defect and keeps its traceback. ``--debug`` (or ``MGNET_DEBUG=1``)
-shows the traceback of every error.
+shows the traceback of every error. :func:`emit` is the one output rule: ``--json`` prints
+the JSON alone, otherwise lines for a person (docs/design.md, "The command line").
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ conjugate gradients preconditioned by one cycle, full multigrid, SciPy adapters 
 printed level table. :class:`MultilevelSolver` holds all of that once. A set-up function
 builds the levels (:func:`mgnet.multigrid.geometric_hierarchy` for stencils on grids; an
 algebraic set-up for sparse matrices) and a subclass passes them to the base, so set-up
-and solving are separate, as in PyAMG.
+and solving are separate, as in PyAMG (docs/design.md, "Solvers").
 """
 
 from __future__ import annotations

@@ -18,6 +18,9 @@ call these kernels where they can, so the cycle stays the one of :mod:`mgnet.cor
 * ``residual_norms``: ||f - A u|| per sample without storing f - A u (the solver's
   convergence test).
 
+Why they are shaped this way (the traffic bound, the pipeline, what remains) is in
+docs/design.md, "Speed of the fixed-stencil solver".
+
 They cover 1D, 2D and 3D grids, Dirichlet and periodic boundaries, constant and variable
 coefficients, float32 and float64. They are compiled by numba (``cache=True``: the first
 call on a machine compiles them, 30-45 s for both dtypes on a small shared machine; later

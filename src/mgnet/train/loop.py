@@ -8,7 +8,8 @@
    checkpoint;
 5. **final test** (:meth:`Trainer.final_test`): test the chosen model, write the results.
 
-:func:`train` runs them inside the run folder's lock (:mod:`mgnet.train.rundir`). What the
+:func:`train` runs them inside the run folder's lock (:mod:`mgnet.train.rundir`; how the
+trainer, its task, the loader and the run folder fit together: docs/design.md). What the
 run optimizes and measures -- the loss, the metrics, what "best" means -- is its task
 (:class:`~mgnet.train.task.ClassificationTask`); the loop only calls it.
 
