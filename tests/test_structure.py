@@ -29,26 +29,24 @@ ENV = {
 
 # ------------------------------------------------------------------- core protocols
 def test_every_hook_of_the_core_has_an_implementation_that_follows_its_protocol():
-    from mgnet.core import (
-        FusedCorrectionSmoothing,
-        FusedResidual,
-        FusedRestriction,
-        FusedSmoothingRestriction,
-        InPlaceProlongation,
-        InPlaceSmoother,
-    )
+    from mgnet.core import protocols as hooks
     from mgnet.multigrid.sparse import SparseMatrix
     from mgnet.stencils import FullWeighting, Interpolation, Jacobi, StencilOperator
 
-    assert issubclass(FullWeighting, FusedRestriction)
-    assert issubclass(FullWeighting, FusedSmoothingRestriction)
-    assert issubclass(Interpolation, FusedCorrectionSmoothing)
-    assert issubclass(Interpolation, InPlaceProlongation)
-    assert issubclass(StencilOperator, FusedResidual)
-    assert issubclass(Jacobi, InPlaceSmoother)
-    assert issubclass(SparseMatrix, FusedResidual) and issubclass(SparseMatrix, InPlaceProlongation)
+    assert issubclass(FullWeighting, hooks.FusedRestriction)
+    assert issubclass(FullWeighting, hooks.FusedSmoothingRestriction)
+    assert issubclass(Interpolation, hooks.FusedCorrectionSmoothing)
+    assert issubclass(Interpolation, hooks.InPlaceProlongation)
+    assert issubclass(StencilOperator, hooks.FusedResidual)
+    assert issubclass(Jacobi, hooks.InPlaceSmoother)
+    assert issubclass(SparseMatrix, hooks.FusedResidual)
+    assert issubclass(SparseMatrix, hooks.InPlaceProlongation)
     # the protocols are narrow: a convolution offers none of them
-    for proto in (FusedRestriction, FusedSmoothingRestriction, FusedCorrectionSmoothing):
+    for proto in (
+        hooks.FusedRestriction,
+        hooks.FusedSmoothingRestriction,
+        hooks.FusedCorrectionSmoothing,
+    ):
         assert not issubclass(torch.nn.Conv2d, proto)
 
 
