@@ -172,3 +172,22 @@ def test_solve_reports_a_matrix_that_was_not_solved_like_a_grid(capsys):
         out, err = capsys.readouterr()
         assert err.startswith("mgnet solve: did not reach --tol 1e-12 (maxiter after 1 iter")
         assert "1 iterations, relative residual" in out and "mean factor" in out
+
+
+def test_counting_on_the_meta_device_does_not_import_dynamo():
+    """``mgnet models`` builds every model on the meta device; where a model's own code
+    fills values there (an init, a scaled random tensor), torch runs Python reference
+    kernels whose first call imports torch._dynamo, seconds of start-up. Only
+    torchvision's resnet18 may pull it in (torchvision imports it itself)."""
+    code = (
+        "import sys\n"
+        "from mgnet.models import count_parameters_of, list_models\n"
+        "counts = {n: count_parameters_of(n) for n in list_models() if n != 'resnet18'}\n"
+        "print(len(counts), 'torch._dynamo' in sys.modules)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], env=ENV, capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    count, dynamo = proc.stdout.split()
+    assert int(count) >= 14 and dynamo == "False"
