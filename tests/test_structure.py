@@ -191,3 +191,37 @@ def test_counting_on_the_meta_device_does_not_import_dynamo():
     assert proc.returncode == 0, proc.stderr[-2000:]
     count, dynamo = proc.stdout.split()
     assert int(count) >= 14 and dynamo == "False"
+
+
+def test_every_command_turns_a_checkpoint_into_its_model_through_the_one_loader(
+    tmp_path, monkeypatch, capsys
+):
+    """train --test-only, eval, export and inspect all rebuild the model in
+    mgnet.train.loading (issue 9: one checkpoint-to-model loader, not four)."""
+    import mgnet.train.loading as loading
+    from mgnet.train import TrainConfig, train
+
+    run = tmp_path / "run"
+    train(TrainConfig(model="mgnet[1,1]-8", epochs=1, batch_size=128, threads=1,
+                      progress=False, output_dir=str(run)))  # fmt: skip
+    loaded = []
+    real_fit = loading._fit
+
+    def spy(net, weights, path, name):
+        loaded.append(path.name)
+        return real_fit(net, weights, path, name)
+
+    monkeypatch.setattr(loading, "_fit", spy)
+    best = str(run / "best.pt")
+    commands = {
+        "train": ["train", "--resume", str(run), "--test-only"],
+        "eval": ["eval", "--checkpoint", best, "-o", str(tmp_path / "e.json"), "--no-plot"],
+        "export": ["export", "--checkpoint", best, "--format", "torchscript", "--no-check",
+                   "-o", str(tmp_path / "m.torchscript.pt")],
+        "inspect": ["inspect", "--checkpoint", best, "--out", str(tmp_path / "i.png")],
+    }  # fmt: skip
+    for command, argv in commands.items():
+        before = len(loaded)
+        assert main(argv) == 0, (command, capsys.readouterr().err)
+        assert len(loaded) == before + 1, command
+    assert set(loaded) <= {"best.pt", "checkpoint.pt"}
