@@ -225,3 +225,19 @@ def test_every_command_turns_a_checkpoint_into_its_model_through_the_one_loader(
         assert main(argv) == 0, (command, capsys.readouterr().err)
         assert len(loaded) == before + 1, command
     assert set(loaded) <= {"best.pt", "checkpoint.pt"}
+
+
+def test_an_error_without_a_message_is_still_one_line():
+    """The first-line rule lives in mgnet.errors.first_line; a copy in the trainer indexed
+    the first line of an empty message and raised IndexError instead of the one line."""
+    from torch import nn
+
+    from mgnet.train.loop import _check_forward
+
+    class Silent(nn.Module):
+        def forward(self, x):
+            raise RuntimeError()
+
+    loader = [(torch.zeros(4, 1, 8, 8), torch.zeros(4, dtype=torch.long))]
+    with pytest.raises(ValueError, match=r"^model: 'silent' cannot take .* \(RuntimeError\)$"):
+        _check_forward(Silent(), loader, torch.device("cpu"), "silent")

@@ -71,7 +71,7 @@ from tqdm import tqdm
 from mgnet.data import EpochSampler, get_dataset
 from mgnet.data.device_loader import DeviceLoader, use_device_loader
 from mgnet.device import resolve_device
-from mgnet.errors import DivergenceError, quote
+from mgnet.errors import DivergenceError, first_line, quote
 from mgnet.log import get_logger
 from mgnet.models import count_parameters
 from mgnet.train import writers
@@ -343,10 +343,9 @@ def _check_forward(model: nn.Module, loader, device: torch.device, name: str) ->
         with torch.no_grad():
             model(x[:2].to(device))
     except RuntimeError as e:
-        first = str(e).strip().splitlines()[0]
         raise ValueError(
             f"model: {quote(name)} cannot take the data's {tuple(x.shape[1:])} inputs "
-            f"({first[:200]})"
+            f"({first_line(e)})"
         ) from None
 
 
