@@ -241,3 +241,18 @@ def test_an_error_without_a_message_is_still_one_line():
     loader = [(torch.zeros(4, 1, 8, 8), torch.zeros(4, dtype=torch.long))]
     with pytest.raises(ValueError, match=r"^model: 'silent' cannot take .* \(RuntimeError\)$"):
         _check_forward(Silent(), loader, torch.device("cpu"), "silent")
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["data", "darcy", "--resolution", "33", "--train", "1", "--test", "1"],
+        ["learn-smoother", "--problem", "poisson", "--n", "15"],
+    ],
+)
+def test_threads_are_checked_by_one_rule(argv, tmp_path, capsys):
+    out = str(tmp_path / "out")
+    assert main([*argv, "-o", out, "--threads", "0"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"mgnet {argv[0]}: error: --threads: must be >= 1, got 0"
+    assert not (tmp_path / "out").exists()  # refused before any work

@@ -25,7 +25,7 @@ from collections.abc import Iterable, Sequence
 from mgnet.errors import USER_ERRORS, MgNetError, first_line
 from mgnet.log import cli_logging
 
-__all__ = ["SUBCOMMANDS", "UserError", "build_parser", "emit", "main"]
+__all__ = ["SUBCOMMANDS", "UserError", "build_parser", "emit", "main", "use_threads"]
 
 # Modules of mgnet.cli, one per subcommand, in the order of `mgnet --help`.
 # (`inspect_`: a module named `inspect` would shadow the standard library's.)
@@ -71,6 +71,19 @@ def emit(result: object, lines: Iterable[str], as_json: bool) -> None:
         return
     for line in lines:
         print(line)
+
+
+def use_threads(threads: int, zero_is_torchs: bool = False) -> None:
+    """Check ``--threads`` and give torch that many CPU threads; with ``zero_is_torchs``,
+    0 leaves torch's own choice."""
+    low = 0 if zero_is_torchs else 1
+    if threads < low:
+        accepted = "0 (torch's choice) or positive" if zero_is_torchs else ">= 1"
+        raise UserError(f"--threads: must be {accepted}, got {threads}")
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from mgnet.cli import UserError, emit
+from mgnet.cli import UserError, emit, use_threads
 
 __all__ = ["add_parser", "run"]
 
@@ -67,12 +67,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
 
     from mgnet.data.darcy import DarcyParams, write_darcy
 
-    if args.threads < 1:
-        raise UserError(f"--threads: must be >= 1, got {args.threads}")
+    use_threads(args.threads)
     tests: list[int] = []
     if args.test_resolutions:
         try:
@@ -90,7 +88,6 @@ def run(args: argparse.Namespace) -> int:
         tau=args.tau,
         seed=args.seed,
     )
-    torch.set_num_threads(args.threads)
     report = write_darcy(
         args.output_dir,
         params,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from mgnet.cli import UserError, emit
+from mgnet.cli import UserError, emit, use_threads
 from mgnet.cli.solve import add_eps, check_eps
 from mgnet.constants import DIMS, LEARN_PROBLEMS, SHARING
 from mgnet.errors import quote
@@ -56,16 +56,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    import torch
-
     from mgnet.multigrid import MultigridSolver, asymptotic_factor, learn_smoother
     from mgnet.multigrid.learned import kernel_shape, smoother_problem
     from mgnet.multigrid.problems import ANISOTROPY
 
     check_eps(args)
     eps = ANISOTROPY if args.eps is None else args.eps
-    if args.threads < 1:
-        raise UserError(f"--threads: must be >= 1, got {args.threads}")
+    use_threads(args.threads)
     try:
         if args.kernel is not None:
             kernel_shape(args.kernel, args.dim)
@@ -80,7 +77,6 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.is_dir() or not out.parent.is_dir():
         raise UserError(f"-o: {quote(args.out)} is a folder or its folder does not exist")
-    torch.set_num_threads(args.threads)
     log = None if args.json else print
     names = ("kernel", "nu", "sharing", "steps", "cycles", "batch", "lr", "seed")
     given = {k: getattr(args, k) for k in names}

@@ -7,7 +7,7 @@ import argparse
 import logging
 import sys
 
-from mgnet.cli import UserError, emit
+from mgnet.cli import UserError, emit, use_threads
 from mgnet.constants import (
     COARSE,
     CYCLES,
@@ -193,12 +193,7 @@ def _check_common(args: argparse.Namespace, default_maxiter: int) -> int:
     maxiter = default_maxiter if args.maxiter is None else args.maxiter
     if maxiter < 0:
         raise UserError(f"--maxiter: must be >= 0, got {maxiter}")
-    if args.threads < 0:
-        raise UserError(f"--threads: must be 0 (torch's choice) or positive, got {args.threads}")
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
+    use_threads(args.threads, zero_is_torchs=True)
     return maxiter
 
 
