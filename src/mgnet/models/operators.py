@@ -230,7 +230,7 @@ class SpectralConv2d(nn.Module):
         self.modes1, self.modes2 = modes1, modes2
         scale = 1 / (c_in * c_out)  # uniform [0, scale) parts, as in the paper's code
         # in place: on the meta device (mgnet models) `scale * t` runs a Python reference
-        # implementation whose first call imports torch._dynamo (about 2.5 s)
+        # implementation whose first call imports torch._dynamo (a second or more)
         self.weight_re = nn.Parameter(torch.rand(c_in, c_out, 2 * modes1, modes2).mul_(scale))
         self.weight_im = nn.Parameter(torch.rand(c_in, c_out, 2 * modes1, modes2).mul_(scale))
 
