@@ -34,7 +34,8 @@ allocating path (up to rounding order); f is never written.
 The optional hooks of the modules (``residual``, ``update_``, ``needs_u``, ``add_to``, and
 the fused ``restrict_residual``, ``smooth_restrict_`` and ``add_to_smooth_`` that let a
 fixed stencil run a level's smoothing and its transfer in one pass over memory) are
-specified, with what each must guarantee, in :mod:`mgnet.core.protocols`.
+specified, with what each must guarantee, in :mod:`mgnet.core.protocols` (and
+tabulated with the cycle's instances in docs/design.md).
 
 Full multigrid (FMG) is :meth:`MgCycle.fmg`: f is restricted to every level by R, the
 coarsest level is visited first, and each finer level starts from the interpolated (P)
@@ -108,7 +109,7 @@ class CycleRecord:
             "f": f.detach(),
         }
         if self.residuals:
-            r = f if (u is None or A is None) else f - A(u)
+            r = f if A is None else residual(A, u, f)
             event["residual"] = r.detach().flatten(1).norm(dim=1)
         self.events.append(event)
 

@@ -6,7 +6,7 @@ conjugate gradients preconditioned by one cycle, full multigrid, SciPy adapters 
 printed level table. :class:`MultilevelSolver` holds all of that once. A set-up function
 builds the levels (:func:`mgnet.multigrid.geometric_hierarchy` for stencils on grids; an
 algebraic set-up for sparse matrices) and a subclass passes them to the base, so set-up
-and solving are separate, as in PyAMG.
+and solving are separate, as in PyAMG (docs/design.md, "Solvers").
 """
 
 from __future__ import annotations
@@ -153,6 +153,66 @@ def _dot(a: Tensor, b: Tensor) -> Tensor:
     return (a * b).flatten(1).sum(dim=1)
 
 
+def _per_sample(s: Tensor, like: Tensor) -> Tensor:
+    """One number per right-hand side, shaped to broadcast over ``like`` (batch, ...)."""
+    return s.to(like).view(-1, *[1] * (like.dim() - 1))
+
+
+def check_nu(nu: Sequence[int] | int) -> tuple[int, int]:
+    """(nu_l, nu'_l), the pre- and post-smoothing sweeps, from one count or a pair."""
+    nu = (nu, nu) if isinstance(nu, int) else tuple(int(x) for x in nu)
+    if len(nu) != 2 or min(nu) < 0 or sum(nu) < 1:
+        raise ValueError(f"nu: need two sweep counts (pre, post) >= 0, not both 0; got {nu}")
+    return nu
+
+
+def check_precision(precision: str, linear: bool = True) -> None:
+    """Refuse a precision mode that is not one of ``PRECISIONS``, and ``"mixed"`` (iterative
+    refinement, which needs a linear A) for a nonlinear operator."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision: {precision!r} is not one of {', '.join(PRECISIONS)}")
+    if not linear and precision == "mixed":
+        raise ValueError("precision: 'mixed' (iterative refinement) needs a linear operator")
+
+
+@dataclass(eq=False)
+class _Call:
+    """The vectors of one driver call (``solve``, ``fmg``, CG): ``b`` and ``x`` (the initial
+    guess, a copy, or None) in the cycle's layout, divided by ``s``, the power of two per
+    right-hand side that keeps them in range (None: not scaled), and what a result needs to
+    go back to the caller: its type and shape."""
+
+    solver: MultilevelSolver
+    b: Tensor
+    x: Tensor | None
+    s: Tensor | None
+    numpy_like: bool
+    given: tuple[int, ...]
+
+    @property
+    def unscale(self) -> Tensor:
+        """s per right-hand side (ones when nothing was scaled), float64 on b's device: a
+        norm of the scaled problem times it is the norm of the caller's."""
+        s = torch.ones(self.b.shape[0], dtype=torch.float64) if self.s is None else self.s
+        return s.to(self.b.device)
+
+    def reporter(self, callback: Callable | None) -> Callable[[Tensor], None]:
+        """``report(x)``: hands ``callback`` a copy of the scaled iterate x as the caller's."""
+
+        def report(x: Tensor) -> None:
+            if callback is not None:
+                xs = x if self.s is None else x * _per_sample(self.s, x)
+                callback(self.solver._output(xs.clone(), self.numpy_like, self.given))
+
+        return report
+
+    def result(self, x: Tensor):
+        """The scaled solution x (overwritten) as the caller's solution."""
+        if self.s is not None:
+            x.mul_(_per_sample(self.s, x))
+        return self.solver._output(x, self.numpy_like, self.given)
+
+
 class MultilevelSolver:
     """A solver that runs :class:`mgnet.core.MgCycle` over a list of levels.
 
@@ -207,16 +267,13 @@ class MultilevelSolver:
         device: str | torch.device | None = None,
         linear: bool = True,
     ) -> None:
-        if precision not in PRECISIONS:
-            raise ValueError(f"precision: {precision!r} is not one of {', '.join(PRECISIONS)}")
+        check_precision(precision, linear)
         levels = list(levels)
         if not levels or not all(isinstance(lv, SolverLevel) for lv in levels):
             raise ValueError("levels: expected a non-empty list of SolverLevel")
         for l, lv in enumerate(levels[:-1]):
             if lv.R is None or lv.P is None:
                 raise ValueError(f"levels: level {l} of {len(levels)} needs R and P")
-        if not linear and precision == "mixed":
-            raise ValueError("precision: 'mixed' (iterative refinement) needs a linear operator")
         self.levels = levels
         self.precision = precision
         self.linear = linear
@@ -304,6 +361,22 @@ class MultilevelSolver:
             raise ValueError(f"{name}: holds NaN or inf; a right-hand side must be finite")
         return x.to(self.device, dtype), numpy_like, given
 
+    def _call(self, b, x0, dtype: torch.dtype) -> _Call:
+        """Read ``b`` and ``x0`` (a copy, so the cycles may overwrite it) and scale both
+        into range (:meth:`_scale`)."""
+        b, numpy_like, given = self._vector(b, "b", dtype)
+        x = None
+        if x0 is not None:
+            x, _, _ = self._vector(x0, "x0", dtype)
+            self._same_batch(x, b)
+            x = x.clone()
+        s = self._scale(b, x)
+        if s is not None:
+            b = b / _per_sample(s, b)
+            if x is not None:
+                x.div_(_per_sample(s, x))
+        return _Call(self, b, x, s, numpy_like, given)
+
     def _output(self, x: Tensor, numpy_like: bool, given: tuple[int, ...]):
         x = self._from_cycle(x, given)
         return x.detach().cpu().numpy() if numpy_like else x
@@ -332,6 +405,12 @@ class MultilevelSolver:
                 release()
 
     @property
+    def _outer_dtype(self) -> torch.dtype:
+        """The dtype of the outer iteration (x, b and the residual): float64 unless the whole
+        solve runs in float32."""
+        return torch.float32 if self.precision == "float32" else torch.float64
+
+    @property
     def _outer(self) -> nn.Module:
         """A^1 in the outer dtype: float64 (a copy made before the cast) unless the whole
         solve runs in float32."""
@@ -342,10 +421,9 @@ class MultilevelSolver:
     def residual(self, x: Tensor, b: Tensor) -> Tensor:
         """b - A x on the finest level (a fresh tensor), both in the cycle's layout; in
         float64 unless ``precision="float32"``."""
-        A = self._outer
-        dtype = torch.float32 if self.precision == "float32" else torch.float64
+        A, dtype = self._outer, self._outer_dtype
         b = b.to(self.device, dtype)
-        return b - A(x.to(self.device, dtype))
+        return residual(A, x.to(self.device, dtype), b).clone()  # A may own the buffer
 
     # ------------------------------------------------------------------------ solve
     @staticmethod
@@ -396,29 +474,10 @@ class MultilevelSolver:
         self._check(cycle, tol, maxiter, accel)
         if accel == "cg":
             return self._cg(b, x0, tol, maxiter, cycle, residuals, callback)
-        outer = torch.float32 if self.precision == "float32" else torch.float64
-        b, numpy_like, given = self._vector(b, "b", outer)
-        x = None
-        if x0 is not None:
-            x, _, _ = self._vector(x0, "x0", outer)
-            self._same_batch(x, b)
-            x = x.clone()
-        s = self._scale(b, x)
-        if s is not None:
-            b = b / s.to(b).view(-1, *[1] * (b.dim() - 1))
-            if x is not None:
-                x.div_(s.to(x).view(-1, *[1] * (x.dim() - 1)))
-
-        def report(x: Tensor) -> None:
-            if callback is not None:
-                xs = x if s is None else x * s.to(x).view(-1, *[1] * (x.dim() - 1))
-                callback(self._output(xs.clone(), numpy_like, given))
-
-        x = self._iterate(b, x, tol, maxiter, cycle, s, report, history=[])
-        if s is not None:
-            x.mul_(s.to(x).view(-1, *[1] * (x.dim() - 1)))
+        call = self._call(b, x0, self._outer_dtype)
+        x = self._iterate(call, call.x, tol, maxiter, cycle, call.reporter(callback), [])
         self._finish("solve", residuals)
-        return self._output(x, numpy_like, given)
+        return call.result(x)
 
     @staticmethod
     def _same_batch(x: Tensor, b: Tensor) -> None:
@@ -457,23 +516,20 @@ class MultilevelSolver:
 
     def _iterate(
         self,
-        b: Tensor,
+        call: _Call,
         x: Tensor | None,
         tol: float,
         maxiter: int,
         cycle: str,
-        s: Tensor | None,
         report: Callable[[Tensor], None],
         history: list[float],
         done: int = 0,
         bn: Tensor | None = None,
     ) -> Tensor:
-        """Stationary cycles on the (scaled) b from x until tol or maxiter; fills self.info.
-        ``history``, ``done`` and ``bn`` (||b||) carry what a previous phase (FMG) already
-        did."""
-        A = self._outer
-        unscale = torch.ones(b.shape[0], dtype=torch.float64) if s is None else s
-        unscale = unscale.to(self.device)
+        """Stationary cycles on the (scaled) ``call.b`` from x until tol or maxiter; fills
+        self.info. ``history``, ``done`` and ``bn`` (||b||) carry what a previous phase
+        (FMG) already did."""
+        A, b, unscale = self._outer, call.b, call.unscale
         bn = _norms(b) if bn is None else bn
         bn = torch.where(bn > 0, bn, torch.ones_like(bn))
         mixed = self.precision == "mixed"  # needs the residual itself, not only its norm
@@ -482,7 +538,6 @@ class MultilevelSolver:
         history.append(float((rn * unscale).max()))
         first = rn
         it, stalled, reason = 0, 0, ""
-        view = (-1,) + (1,) * (b.dim() - 1)
         while True:
             if bool((rn <= tol * bn).all()):
                 reason = "converged"
@@ -491,7 +546,7 @@ class MultilevelSolver:
                 reason = "maxiter"
                 break
             if self.precision == "mixed":  # float32 cycle on the scaled float64 residual
-                sr = _pow2(rn / math.sqrt(max(1, r[0].numel()))).view(view).to(r)
+                sr = _per_sample(_pow2(rn / math.sqrt(max(1, r[0].numel()))), r)
                 e = self.cycle((r / sr).to(torch.float32), None, shape=cycle, inplace=True)
                 e = e.to(torch.float64).mul_(sr)
                 x = e if x is None else x.add_(e)
@@ -540,28 +595,16 @@ class MultilevelSolver:
         self._check(cycle, tol, maxiter)
         if cycles < 1:
             raise ValueError(f"cycles: must be >= 1, got {cycles}")
-        outer = torch.float32 if self.precision == "float32" else torch.float64
-        b, numpy_like, given = self._vector(b, "b", outer)
-        s = self._scale(b)
-        if s is not None:
-            b = b / s.to(b).view(-1, *[1] * (b.dim() - 1))
-        unscale = (torch.ones(b.shape[0], dtype=torch.float64) if s is None else s).to(b.device)
-        bn = _norms(b)
-        history = [float((bn * unscale).max())]
-        x = self.cycle.fmg(b.to(self.dtype), cycles=cycles, shape=cycle, inplace=True)
-        x = x.to(outer)
-
-        def report(x: Tensor) -> None:
-            if callback is not None:
-                xs = x if s is None else x * s.to(x).view(-1, *[1] * (x.dim() - 1))
-                callback(self._output(xs.clone(), numpy_like, given))
-
+        call = self._call(b, None, self._outer_dtype)
+        bn = _norms(call.b)
+        history = [float((bn * call.unscale).max())]
+        x = self.cycle.fmg(call.b.to(self.dtype), cycles=cycles, shape=cycle, inplace=True)
+        x = x.to(self._outer_dtype)
+        report = call.reporter(callback)
         report(x)
-        x = self._iterate(b, x, tol, maxiter, cycle, s, report, history, done=1, bn=bn)
-        if s is not None:
-            x.mul_(s.to(x).view(-1, *[1] * (x.dim() - 1)))
+        x = self._iterate(call, x, tol, maxiter, cycle, report, history, done=1, bn=bn)
         self._finish("fmg", residuals, warn=maxiter > 0)
-        return self._output(x, numpy_like, given)
+        return call.result(x)
 
     # -------------------------------------------------------------------------- PCG
     def symmetric_cycle(self) -> MgCycle:
@@ -571,12 +614,7 @@ class MultilevelSolver:
         if not self.linear:
             raise ValueError("accel: conjugate gradients needs a linear operator")
         if self._sym is None:
-            for l, lv in enumerate(self.levels[:-1]):
-                if lv.nu[0] != lv.nu[1]:
-                    raise ValueError(
-                        f"nu: a CG preconditioner needs nu_pre == nu_post on every level; "
-                        f"level {l} has {lv.nu}"
-                    )
+            self._check_symmetric_nu()
             levels = [
                 Level(L.A, list(L.pre), list(L.pre)[::-1] if len(L.post) else [])
                 for L in self.cycle.levels
@@ -584,13 +622,22 @@ class MultilevelSolver:
             self._sym = MgCycle(levels, list(self.cycle.transfers), shape="V")
         return self._sym
 
+    def _check_symmetric_nu(self) -> None:
+        """Refuse a symmetric cycle where a level has unequal pre- and post-smoothing."""
+        for l, lv in enumerate(self.levels[:-1]):
+            if lv.nu[0] != lv.nu[1]:
+                raise ValueError(
+                    f"nu: a CG preconditioner needs nu_pre == nu_post on every level; "
+                    f"level {l} has {lv.nu}"
+                )
+
     @torch.no_grad()
     def _precondition(self, r: Tensor, cycle: str) -> Tensor:
         """M r: one symmetric cycle on A e = r from e = 0 (r scaled into range first when
         the cycle runs in float32)."""
         if self.dtype == torch.float64:
             return self.symmetric_cycle()(r, None, shape=cycle, inplace=True)
-        s = _pow2(r.flatten(1).abs().amax(dim=1).double()).to(r).view(-1, *[1] * (r.dim() - 1))
+        s = _per_sample(_pow2(_amax_abs(r)), r)
         e = self.symmetric_cycle()((r / s).to(self.dtype), None, shape=cycle, inplace=True)
         return e.to(r.dtype).mul_(s)
 
@@ -599,21 +646,13 @@ class MultilevelSolver:
             raise ValueError("cycle: an F-cycle is not symmetric; CG needs 'V' or 'W'")
         self.symmetric_cycle()  # refuses a nonlinear A or unequal nu first
         A = self.A64 if self.A64 is not None else self.levels[0].A
-        b, numpy_like, given = self._vector(b, "b", torch.float64)
-        x = torch.zeros_like(b)
-        if x0 is not None:
-            x, _, _ = self._vector(x0, "x0", torch.float64)
-            self._same_batch(x, b)
-            x = x.clone()
-        s = self._scale(b, x)
+        call = self._call(b, x0, torch.float64)
+        b, unscale, report = call.b, call.unscale, call.reporter(callback)
+        x = torch.zeros_like(b) if call.x is None else call.x
         view = (-1,) + (1,) * (b.dim() - 1)
-        if s is not None:
-            sv = s.to(b).view(view)
-            b, x = b / sv, x.div_(sv)
-        unscale = (torch.ones(b.shape[0], dtype=torch.float64) if s is None else s).to(b.device)
         bn = _norms(b)
         bn = torch.where(bn > 0, bn, torch.ones_like(bn))
-        r = b - A(x)
+        r = residual(A, x, b).clone()  # updated in place below; A may own the buffer
         rn = _norms(r)
         history = [float((rn * unscale).max())]
         z = self._precondition(r, cycle)
@@ -642,19 +681,15 @@ class MultilevelSolver:
             history.append(float((rn * unscale).max()))
             if not bool(torch.isfinite(rn).all()):
                 self._diverged(it, history)
-            if callback is not None:
-                xs = x if s is None else x * s.to(x).view(view)
-                callback(self._output(xs.clone(), numpy_like, given))
+            report(x)
             z = self._precondition(r, cycle)
             rz_new = _dot(r, z)
             beta = torch.where(active & (rz != 0), rz_new / torch.where(rz != 0, rz, 1), 0)
             p = z + beta.view(view) * p
             rz = rz_new
         self.info = SolveInfo(it, reason == "converged", reason, history)
-        if s is not None:
-            x.mul_(s.to(x).view(view))
         self._finish("cg", residuals)
-        return self._output(x, numpy_like, given)
+        return call.result(x)
 
     def pcg(self, b, x0=None, tol: float = 1e-8, maxiter: int = 50, residuals=None, cycle="V"):
         """``solve(..., accel="cg")``: conjugate gradients preconditioned by one cycle."""

@@ -18,6 +18,9 @@ call these kernels where they can, so the cycle stays the one of :mod:`mgnet.cor
 * ``residual_norms``: ||f - A u|| per sample without storing f - A u (the solver's
   convergence test).
 
+Why they are shaped this way (the traffic bound, the pipeline, what remains) is in
+docs/design.md, "Speed of the fixed-stencil solver".
+
 They cover 1D, 2D and 3D grids, Dirichlet and periodic boundaries, constant and variable
 coefficients, float32 and float64. They are compiled by numba (``cache=True``: the first
 call on a machine compiles them, 30-45 s for both dtypes on a small shared machine; later
@@ -138,21 +141,24 @@ def usable(*tensors: Tensor) -> bool:
 
 
 # ----------------------------------------------------------------------------- geometry
+def _as3(t: tuple[int, ...], fill: int) -> tuple[int, int, int]:
+    """A 1D, 2D or 3D tuple on the axes (0, 1, 2): (n,) -> (fill, fill, n),
+    (a, b) -> (a, fill, b), (a, b, c) as is."""
+    if len(t) == 1:
+        return (fill, fill, t[0])
+    if len(t) == 2:
+        return (t[0], fill, t[1])
+    return tuple(t)
+
+
 def grid3(shape: tuple[int, ...]) -> tuple[int, int, int]:
     """The grid as (n0, n1, n2): (n,) -> (1, 1, n), (a, b) -> (a, 1, b), (a, b, c) as is."""
-    if len(shape) == 1:
-        return (1, 1, shape[0])
-    if len(shape) == 2:
-        return (shape[0], 1, shape[1])
-    return tuple(shape)
+    return _as3(shape, 1)
 
 
 def _offset3(o: tuple[int, ...]) -> tuple[int, int, int]:
-    if len(o) == 1:
-        return (0, 0, o[0])
-    if len(o) == 2:
-        return (o[0], 0, o[1])
-    return tuple(o)
+    """A stencil offset on the grid3 axes: the added axes have offset 0."""
+    return _as3(o, 0)
 
 
 @functools.cache
