@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import json
 
+from mgnet.cli import emit
 from mgnet.constants import SPLITS
 
 __all__ = ["add_parser", "run"]
@@ -53,13 +53,11 @@ def run(args: argparse.Namespace) -> int:
         plot=args.plot,
         force=args.force,
     )
-    if args.json:
-        print(json.dumps(r.to_dict(), indent=2))
-        return 0
-    print(
-        f"{r.model} on {r.data} {r.split} ({r.count} images): top-1 {r.top1:.2f}%  "
-        f"top-{r.topk} {r.top5:.2f}%  loss {r.loss:.4f}"
-    )
     png = "" if r.png_path else " (no PNG: matplotlib is not installed)" if args.plot else ""
-    print(f"wrote {r.json_path}" + (f" and {r.png_path}" if r.png_path else png))
+    lines = [
+        f"{r.model} on {r.data} {r.split} ({r.count} images): top-1 {r.top1:.2f}%  "
+        f"top-{r.topk} {r.top5:.2f}%  loss {r.loss:.4f}",
+        f"wrote {r.json_path}" + (f" and {r.png_path}" if r.png_path else png),
+    ]
+    emit(r.to_dict(), lines, args.json)
     return 0
