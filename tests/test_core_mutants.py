@@ -333,3 +333,151 @@ def test_fmg_bad_arguments():
     no_P = MgCycle(cycle.levels, [Transfer(R=PairSum())])
     with pytest.raises(ValueError, match="shape: 'V' needs an up-sweep"):
         no_P.fmg(F)
+
+
+# ----------------------------------------------------------------- fused hooks of R and P
+class FusedPairSum(PairSum):
+    """R with the fused hooks of mgnet.core.protocols, computing exactly what the cycle
+    computes step by step, and recording what it was asked to do."""
+
+    def __init__(self, fuse: bool = True) -> None:
+        super().__init__()
+        self.fuse = fuse
+        self.calls: list[str] = []
+        self.Bs: list = []
+
+    def restrict_residual(self, A, u, f):
+        self.calls.append("restrict_residual")
+        return self(f if u is None else f - A(u))
+
+    def smooth_restrict_(self, A, u, f, Bs):
+        self.calls.append("smooth_restrict_")
+        if not self.fuse:
+            return None
+        self.Bs = list(Bs)
+        for B in Bs:
+            u = B(f) if u is None else u.add_(B(f - A(u)))
+        return u, self(f if u is None else f - A(u))  # no steps from zero: u stays zero
+
+
+class FusedRepeat(Repeat):
+    """P with ``add_to_smooth_``: u <- u + P e, then the post-smoothing steps."""
+
+    def __init__(self, fuse: bool = True) -> None:
+        super().__init__()
+        self.fuse = fuse
+        self.calls = 0
+        self.Bs: list = []
+
+    def add_to_smooth_(self, u, e, A, f, Bs):
+        self.calls += 1
+        if not self.fuse:
+            return None
+        self.Bs = list(Bs)
+        u.add_(self(e))
+        for B in Bs:
+            u.add_(B(f - A(u)))
+        return u
+
+
+class NewtonLike(Scale):
+    """A B that asks for the iterate (``needs_u`` on the class) and ignores it."""
+
+    needs_u = True
+
+    def forward(self, r, u=None):
+        return self.c * r
+
+
+def fused_two_grid(R=None, P=None, Pi=None, sigma_R=None, nu=(1, 1), step=None):
+    """``two_grid`` with fused R and P; ``step`` builds the fine grid's steps from (A, B)."""
+    A = Scale(2.0)
+    step = step or (lambda A, B: Step(A, B))
+    fine = Level(
+        A,
+        [step(A, Scale(0.25)) for _ in range(nu[0])],
+        [step(A, Scale(0.25)) for _ in range(nu[1])],
+    )
+    coarse = Level(A, [Step(A, Scale(0.25))], [Step(A, Scale(0.25))])
+    transfer = Transfer(R=R or FusedPairSum(), P=P or FusedRepeat(), Pi=Pi, sigma_R=sigma_R)
+    return MgCycle([fine, coarse], [transfer], shape="V")
+
+
+def test_fused_hooks_run_the_whole_level_in_place():
+    cycle = fused_two_grid(nu=(2, 1))
+    R, P = cycle.transfers[0].R, cycle.transfers[0].P
+    u = torch.zeros_like(F)
+    with torch.no_grad():
+        out = cycle(F, u, inplace=True)
+        reference = two_grid(nu=(2, 1))(F, torch.zeros_like(F))
+    assert out is u and torch.equal(out, reference)
+    assert R.calls == ["smooth_restrict_"] and P.calls == 1
+    assert R.Bs == [s.B for s in cycle.levels[0].pre]  # the steps' B, in order
+    assert P.Bs == [s.B for s in cycle.levels[0].post]
+
+
+def test_fused_restriction_of_the_residual_when_not_in_place():
+    cycle = fused_two_grid()
+    R, P = cycle.transfers[0].R, cycle.transfers[0].P
+    out = cycle(F, torch.zeros_like(F))
+    assert torch.equal(out, TWO_GRID)
+    assert R.calls == ["restrict_residual"] and P.calls == 0
+
+
+def test_declined_fusion_runs_the_steps_one_by_one():
+    cycle = fused_two_grid(R=FusedPairSum(fuse=False), P=FusedRepeat(fuse=False))
+    R, P = cycle.transfers[0].R, cycle.transfers[0].P
+    with torch.no_grad():
+        out = cycle(F, torch.zeros_like(F), inplace=True)
+    assert torch.equal(out, TWO_GRID)
+    assert R.calls == ["smooth_restrict_", "restrict_residual"] and P.calls == 1
+
+
+def _instance_needs_u(A, B):
+    B.needs_u = True  # on the instance, not the class
+    B.forward = lambda r, u=None: 0.25 * r
+    return Step(A, B)
+
+
+NOT_FUSABLE = {
+    "another A": lambda A, B: Step(Scale(2.0), B),
+    "sigma_in": lambda A, B: Step(A, B, sigma_in=nn.Identity()),
+    "sigma_out": lambda A, B: Step(A, B, sigma_out=nn.Identity()),
+    "project": lambda A, B: Step(A, B, project=nn.Identity()),
+    "needs_u on the class": lambda A, B: Step(A, NewtonLike(0.25)),
+    "needs_u on the instance": _instance_needs_u,
+}
+
+
+@pytest.mark.parametrize("case", list(NOT_FUSABLE))
+def test_steps_that_cannot_be_fused(case):
+    """Each of these steps keeps the cycle off the fused hooks (the values stay those of
+    the plain two-grid cycle: every case computes the same step)."""
+    cycle = fused_two_grid(step=NOT_FUSABLE[case])
+    R, P = cycle.transfers[0].R, cycle.transfers[0].P
+    with torch.no_grad():
+        out = cycle(F, torch.zeros_like(F), inplace=True)
+    assert torch.equal(out, TWO_GRID)
+    assert "smooth_restrict_" not in R.calls and P.calls == 0
+
+
+@pytest.mark.parametrize("transfer", ["Pi", "sigma_R"])
+def test_transfers_that_cannot_be_fused(transfer):
+    cycle = fused_two_grid(**{transfer: nn.Identity() if transfer == "sigma_R" else PairSum()})
+    R, P = cycle.transfers[0].R, cycle.transfers[0].P
+    with torch.no_grad():
+        out = cycle(F, torch.zeros_like(F), inplace=True)
+    if transfer == "sigma_R":
+        assert torch.equal(out, TWO_GRID)
+    assert R.calls == ["restrict_residual"] and P.calls == 0
+
+
+def test_no_fused_correction_for_a_zero_feature():
+    """No pre-smoothing from u = 0: the fine feature is still zero (None) at the
+    correction, which is then u = P e, never add_to_smooth_ on a missing tensor."""
+    cycle = fused_two_grid(nu=(0, 1))
+    P = cycle.transfers[0].P
+    with torch.no_grad():
+        out = cycle(F, inplace=True)
+        reference = two_grid(nu=(0, 1))(F)
+    assert torch.equal(out, reference) and P.calls == 0
