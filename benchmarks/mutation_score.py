@@ -112,6 +112,7 @@ TESTS: dict[str, list[str]] = {
     "core": ["test_core*.py", "test_multigrid_inplace.py"],
     "stencils": ["test_stencils*.py", "test_solver_references.py"]
     + ["test_operator_interpolation.py", "test_multigrid.py", "test_multigrid_inplace.py"],
+    "stencils/_compiled.py": ["test_kernels.py", "test_stencils*.py", "test_multigrid_inplace.py"],
     "multigrid": _GEOMETRIC,
     "multigrid/algebraic.py": _AMG,
     "multigrid/aggregation.py": _AMG,
