@@ -394,3 +394,15 @@ def test_benchmark_quick_mode_prints_the_table(tmp_path, capsys):
         assert r["train_s_per_epoch"] > 0
     printed = capsys.readouterr().out
     assert "L2/fno" in printed and "L2@65" in printed and "--device cuda" in printed
+
+
+def test_docs_darcy_commands_parse():
+    """The `mgnet` lines of docs/darcy.md parse with the real parser."""
+    import shlex
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "darcy.md").read_text()
+    lines = [line.split("  #")[0].strip() for line in doc.splitlines() if line.startswith("mgnet ")]
+    assert sum(line.startswith("mgnet train") for line in lines) >= 1
+    for line in lines:
+        build_parser().parse_args(shlex.split(line)[1:])
