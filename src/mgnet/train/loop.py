@@ -645,30 +645,26 @@ class Trainer:
         """Validate (test, with the paper protocol), log, keep the best model, write the
         checkpoint; then the epoch counts as done."""
         cfg, task, epoch = self.cfg, self.task, self.epoch
-        result = task.evaluate(
-            self.eval_net,
-            self.select_loader,
-            device=self.device,
-            amp=cfg.amp,
-            channels_last=cfg.channels_last,
-            dist_info=self.dist,
-            pad_to=self.pad_to,
-        )
-        key = f"{self.split}_{task.score}"
-        is_best = task.improves(result[task.score], self.best.get(key))
-        if is_best:
-            self.best = {key: result[task.score], "epoch": epoch + 1}
-        reported = {}  # the test split after every epoch, where the task asks: never selects
-        if getattr(task, "test_every_epoch", False) and self.split != "test":
-            test = task.evaluate(
+
+        def evaluate_on(loader) -> dict:
+            return task.evaluate(
                 self.eval_net,
-                self.test_loader,
+                loader,
                 device=self.device,
                 amp=cfg.amp,
                 channels_last=cfg.channels_last,
                 dist_info=self.dist,
                 pad_to=self.pad_to,
             )
+
+        result = evaluate_on(self.select_loader)
+        key = f"{self.split}_{task.score}"
+        is_best = task.improves(result[task.score], self.best.get(key))
+        if is_best:
+            self.best = {key: result[task.score], "epoch": epoch + 1}
+        reported = {}  # the test split after every epoch, where the task asks: never selects
+        if getattr(task, "test_every_epoch", False) and self.split != "test":
+            test = evaluate_on(self.test_loader)
             reported = {f"test_{name}": test[name] for name in task.metrics}
         row = {
             "epoch": epoch + 1,

@@ -26,6 +26,7 @@ after the last batch.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
@@ -83,6 +84,34 @@ def _pad(x: Tensor, size: int, channels_last: bool) -> Tensor:
     return x
 
 
+def _outputs(
+    model: nn.Module,
+    loader: Any,
+    device: torch.device,
+    amp: str,
+    channels_last: bool,
+    pad_to: int | None,
+) -> Iterator[tuple[Tensor, Tensor]]:
+    """(float32 output, target) of every batch of ``loader``, the model in evaluation mode
+    (a batch padded to ``pad_to`` gives the outputs of its own samples only)."""
+    model.eval()
+    for x, y in loader:
+        n = y.shape[0]
+        x, y = to_device(x, y, device, channels_last)
+        if pad_to:
+            x = _pad(x, pad_to, channels_last)
+        with autocast(device, amp):
+            out = model(x)
+        yield out[:n].float(), y
+
+
+def _reduce(sums: Tensor, count: int, dist_info: DistInfo) -> list[float]:
+    """``sums`` and ``count`` summed over the processes: the one host read of an
+    evaluation."""
+    total = torch.cat([sums, torch.tensor([float(count)], dtype=torch.float64).to(sums.device)])
+    return all_reduce_sum(total, dist_info).tolist()
+
+
 @torch.no_grad()
 def evaluate(
     model: nn.Module,
@@ -105,7 +134,6 @@ def evaluate(
     padding is not counted.
     """
     dist_info = dist_info or DistInfo()
-    model.eval()
     sums = torch.zeros(3, dtype=torch.float64, device=device)  # loss, top-1, top-k
     confusion = (
         torch.zeros(num_classes * num_classes, dtype=torch.long, device=device)
@@ -113,14 +141,7 @@ def evaluate(
         else None
     )
     count = 0
-    for x, y in loader:
-        n = y.shape[0]
-        x, y = to_device(x, y, device, channels_last)
-        if pad_to:
-            x = _pad(x, pad_to, channels_last)
-        with autocast(device, amp):
-            logits = model(x)
-        logits = logits[:n].float()
+    for logits, y in _outputs(model, loader, device, amp, channels_last, pad_to):
         best = logits.topk(min(topk, logits.shape[1]), dim=1).indices
         hits = best == y[:, None]
         sums += torch.stack(
@@ -132,9 +153,8 @@ def evaluate(
         )
         if confusion is not None:
             confusion += torch.bincount(y * num_classes + best[:, 0], minlength=num_classes**2)
-        count += n
-    total = torch.cat([sums, torch.tensor([float(count)], dtype=torch.float64).to(device)])
-    loss_sum, top1, topk_hits, count_all = all_reduce_sum(total, dist_info).tolist()
+        count += y.shape[0]
+    loss_sum, top1, topk_hits, count_all = _reduce(sums, count, dist_info)
     seen = max(count_all, 1.0)
     out: dict[str, Any] = {
         "loss": loss_sum / seen,
@@ -279,22 +299,12 @@ def evaluate_operator(
     """Mean relative L2 ``rel_l2`` and H1 ``rel_h1`` errors of ``model`` over the samples
     of ``loader`` (each sample weighs the same), and ``count`` (summed over the processes
     of a data-parallel run). ``pad_to``: as :func:`evaluate`."""
-    dist_info = dist_info or DistInfo()
-    model.eval()
     sums = torch.zeros(2, dtype=torch.float64, device=device)
     count = 0
-    for x, y in loader:
-        n = y.shape[0]
-        x, y = to_device(x, y, device, channels_last)
-        if pad_to:
-            x = _pad(x, pad_to, channels_last)
-        with autocast(device, amp):
-            out = model(x)
-        out = out[:n].float()
+    for out, y in _outputs(model, loader, device, amp, channels_last, pad_to):
         sums += torch.stack([relative_l2(out, y).sum(), relative_h1(out, y).sum()]).double()
-        count += n
-    total = torch.cat([sums, torch.tensor([float(count)], dtype=torch.float64).to(device)])
-    l2, h1, count_all = all_reduce_sum(total, dist_info).tolist()
+        count += y.shape[0]
+    l2, h1, count_all = _reduce(sums, count, dist_info or DistInfo())
     seen = max(count_all, 1.0)
     return {"rel_l2": l2 / seen, "rel_h1": h1 / seen, "count": int(count_all)}
 
