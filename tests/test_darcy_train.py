@@ -255,6 +255,16 @@ def test_onnx_export_of_an_operator_run(mgno_run, tmp_path, capsys):
     assert (run_exported(onnx, x) - expected).abs().max() < 1e-4
 
 
+def test_inspect_refuses_an_operator_in_one_line(mgno_run, capsys):
+    err = _one_line_error(["inspect", "--checkpoint", str(mgno_run / "best.pt")], capsys)
+    assert err.endswith("--checkpoint: 'mgno' is a neural operator (a field to a field); "
+                        "inspect shows a classifier's cycle on an image; evaluate an operator "
+                        "with mgnet eval")  # fmt: skip
+    assert "--model: 'fno' is a neural operator" in _one_line_error(
+        ["inspect", "--model", "fno"], capsys
+    )
+
+
 def test_fno_is_refused_for_onnx_in_one_line_and_exports_to_torchscript(tmp_path, capsys):
     from mgnet.export import ExportError, export_model
     from mgnet.models import create_model

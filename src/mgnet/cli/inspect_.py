@@ -108,6 +108,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if not args.model and not args.checkpoint:
         raise UserError("pass --model and/or --checkpoint for a classifier, or --solver")
+    _refuse_operator(args)
     if args.checkpoint:
         model, config = mi.model_from_checkpoint(args.checkpoint, args.model)
     else:
@@ -158,3 +159,22 @@ def run(args: argparse.Namespace) -> int:
             print(f"  level {e['level']} {what:<7} ||f - A u|| = {e['residual']:.4g}")
         print(f"saved {report.path}")
     return 0
+
+
+def _refuse_operator(args: argparse.Namespace) -> None:
+    """A neural operator (by name, or a run on operator data) has no image and no classes
+    to inspect: one line, before anything is loaded."""
+    from mgnet.models import model_info
+
+    name = args.model
+    if name is None:
+        from mgnet.train.checkpoint import load_checkpoint
+
+        config = load_checkpoint(args.checkpoint, strict=False).get("config")
+        name = config.get("model") if isinstance(config, dict) else None
+    if isinstance(name, str) and model_info(name).is_operator:
+        flag = "--model" if args.model else "--checkpoint"
+        raise UserError(
+            f"{flag}: {name!r} is a neural operator (a field to a field); inspect shows a "
+            "classifier's cycle on an image; evaluate an operator with mgnet eval"
+        )
