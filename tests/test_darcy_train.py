@@ -216,6 +216,12 @@ def test_eval_of_an_operator_run(mgno_run, capsys):
     # the run's own test split and model: the figures of results.json
     assert written["rel_l2"] == pytest.approx(results["test_rel_l2"], rel=1e-6)
     assert written["rel_h1"] == pytest.approx(results["test_rel_h1"], rel=1e-6)
+    # mgnet train --resume RUN --test-only: the same figures
+    from mgnet.train import test_checkpoint
+
+    again = test_checkpoint(resume_config(mgno_run))
+    assert again["test_rel_l2"] == pytest.approx(results["test_rel_l2"], rel=1e-6)
+    assert again["test_count"] == 4 and again["parameters"] == results["parameters"]
     # resolution transfer: the same solves at 65^2, the statistics interpolated
     argv = ["eval", "--checkpoint", str(mgno_run / "best.pt"), "--data-kwargs",
             "test_resolution=65", "--json"]  # fmt: skip
