@@ -1,5 +1,8 @@
 """MgNet: one multigrid cycle that is both a ResNet-type CNN and a geometric multigrid solver.
 
+The package's layers, its module map and what each symbol of the cycle is in each model and
+solver: docs/design.md.
+
 The names below are imported on first use, so that ``import mgnet`` (and the command
 line's ``--help`` and ``--version``) does not import torch.
 """

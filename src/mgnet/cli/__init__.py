@@ -9,21 +9,23 @@ instant, and the parsers take their choices from :mod:`mgnet.constants`.
 Errors: what a user got wrong (a ``ValueError``, ``TypeError`` or ``OSError``, or one of the
 package's own :class:`~mgnet.errors.MgNetError`) is one line on stderr and exit status 2.
 Anything else is a defect and keeps its traceback. ``--debug`` (or ``MGNET_DEBUG=1``)
-shows the traceback of every error.
+shows the traceback of every error. :func:`emit` is the one output rule: ``--json`` prints
+the JSON alone, otherwise lines for a person (docs/design.md, "The command line").
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 from mgnet.errors import USER_ERRORS, MgNetError, first_line
 from mgnet.log import cli_logging
 
-__all__ = ["SUBCOMMANDS", "UserError", "build_parser", "main"]
+__all__ = ["SUBCOMMANDS", "UserError", "build_parser", "emit", "main", "use_threads"]
 
 # Modules of mgnet.cli, one per subcommand, in the order of `mgnet --help`.
 # (`inspect_`: a module named `inspect` would shadow the standard library's.)
@@ -59,6 +61,29 @@ class _Version(argparse.Action):
 
         print(f"mgnet {mgnet.__version__}")
         parser.exit()
+
+
+def emit(result: object, lines: Iterable[str], as_json: bool) -> None:
+    """A command's output: ``result`` as JSON with ``--json`` (standard output then holds
+    nothing else, for a program to read), the ``lines`` for a person otherwise."""
+    if as_json:
+        print(json.dumps(result, indent=2))
+        return
+    for line in lines:
+        print(line)
+
+
+def use_threads(threads: int, zero_is_torchs: bool = False) -> None:
+    """Check ``--threads`` and give torch that many CPU threads; with ``zero_is_torchs``,
+    0 leaves torch's own choice."""
+    low = 0 if zero_is_torchs else 1
+    if threads < low:
+        accepted = "0 (torch's choice) or positive" if zero_is_torchs else ">= 1"
+        raise UserError(f"--threads: must be {accepted}, got {threads}")
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
 
 
 def build_parser() -> argparse.ArgumentParser:

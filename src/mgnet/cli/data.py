@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import json
 
-from mgnet.cli import UserError
+from mgnet.cli import UserError, emit, use_threads
 
 __all__ = ["add_parser", "run"]
 
@@ -68,12 +67,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
 
     from mgnet.data.darcy import DarcyParams, write_darcy
 
-    if args.threads < 1:
-        raise UserError(f"--threads: must be >= 1, got {args.threads}")
+    use_threads(args.threads)
     tests: list[int] = []
     if args.test_resolutions:
         try:
@@ -91,7 +88,6 @@ def run(args: argparse.Namespace) -> int:
         tau=args.tau,
         seed=args.seed,
     )
-    torch.set_num_threads(args.threads)
     report = write_darcy(
         args.output_dir,
         params,
@@ -112,14 +108,14 @@ def run(args: argparse.Namespace) -> int:
         "threads": args.threads,
         "max_relative_residual": report.max_residual,
     }
-    if args.json:
-        print(json.dumps(summary, indent=2))
-        return 0
-    for name, shape in report.files.items():
-        print(f"wrote {report.out_dir / name}  {' x '.join(map(str, shape))}")
-    print(
+    lines = [
+        f"wrote {report.out_dir / name}  {' x '.join(map(str, shape))}"
+        for name, shape in report.files.items()
+    ]
+    lines.append(
         f"{report.samples} samples at {args.resolution}x{args.resolution} in "
         f"{report.seconds:.1f} s: {report.samples_per_second:.1f} samples/s on "
         f"{args.threads} thread(s); largest relative residual {report.max_residual:.1e}"
     )
+    emit(summary, lines, args.json)
     return 0

@@ -4,9 +4,9 @@ the relative L2 and H1 errors of a trained neural operator."""
 from __future__ import annotations
 
 import argparse
-import json
 
-from mgnet.cli.train import _key_value
+from mgnet.cli import emit
+from mgnet.cli.train import key_value
 from mgnet.constants import SPLITS
 
 __all__ = ["add_parser", "run"]
@@ -29,7 +29,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--data-kwargs",
         dest="data_args",
         nargs="+",
-        type=_key_value,
+        type=key_value,
         metavar="KEY=VALUE",
         help="the dataset's options over the run's, e.g. test_resolution=129 (darcy)",
     )
@@ -66,20 +66,19 @@ def run(args: argparse.Namespace) -> int:
         force=args.force,
         data_args=dict(args.data_args or []),
     )
-    if args.json:
-        print(json.dumps(r.to_dict(), indent=2))
-        return 0
     if isinstance(r, OperatorEvalResult):
-        print(
+        lines = [
             f"{r.model} on {r.data} {r.split} ({r.count} samples, {r.resolution}x"
-            f"{r.resolution}): relative L2 {r.rel_l2:.4g}  relative H1 {r.rel_h1:.4g}"
-        )
-        print(f"wrote {r.json_path}")
+            f"{r.resolution}): relative L2 {r.rel_l2:.4g}  relative H1 {r.rel_h1:.4g}",
+            f"wrote {r.json_path}",
+        ]
+        emit(r.to_dict(), lines, args.json)
         return 0
-    print(
-        f"{r.model} on {r.data} {r.split} ({r.count} images): top-1 {r.top1:.2f}%  "
-        f"top-{r.topk} {r.top5:.2f}%  loss {r.loss:.4f}"
-    )
     png = "" if r.png_path else " (no PNG: matplotlib is not installed)" if args.plot else ""
-    print(f"wrote {r.json_path}" + (f" and {r.png_path}" if r.png_path else png))
+    lines = [
+        f"{r.model} on {r.data} {r.split} ({r.count} images): top-1 {r.top1:.2f}%  "
+        f"top-{r.topk} {r.top5:.2f}%  loss {r.loss:.4f}",
+        f"wrote {r.json_path}" + (f" and {r.png_path}" if r.png_path else png),
+    ]
+    emit(r.to_dict(), lines, args.json)
     return 0

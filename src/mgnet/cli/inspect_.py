@@ -7,9 +7,8 @@
 from __future__ import annotations
 
 import argparse
-import json
 
-from mgnet.cli import UserError
+from mgnet.cli import UserError, emit
 from mgnet.cli.solve import _parse_nu
 from mgnet.constants import CYCLES, DIMS, PROBLEMS, SMOOTHERS
 from mgnet.plotting import check_png_path
@@ -63,10 +62,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-
-    from mgnet import visualize as mi
-
     check_png_path(args.out, "--out")
     if args.solver:
         if args.model or args.checkpoint or args.image:
@@ -74,40 +69,52 @@ def run(args: argparse.Namespace) -> int:
                 "--solver: inspects the multigrid solver; leave out --model, "
                 "--checkpoint and --image"
             )
-        from mgnet.multigrid import MultigridSolver, make_problem
+        summary, lines = _inspect_solver(args)
+    else:
+        if not args.model and not args.checkpoint:
+            raise UserError("pass --model and/or --checkpoint for a classifier, or --solver")
+        summary, lines = _inspect_classifier(args)
+    emit(summary, [*lines, f"saved {summary['out']}"], args.json)
+    return 0
 
-        nu = _parse_nu(args.nu, args.smoother)
-        prob = make_problem(args.problem, args.dim, args.n)
-        solver = MultigridSolver(prob.A, smoother=args.smoother, nu=nu, device="cpu")
-        gen = torch.Generator().manual_seed(args.seed)
-        x0 = torch.rand(tuple(prob.f.shape), generator=gen, dtype=torch.float64)
-        report = mi.inspect_solver(solver, prob.f, x0=x0, out=args.out, cycle=args.cycle)
-        summary = {
-            "levels": len(solver.levels),
-            "corrections": report.corrections,
-            "events": report.events,
-            "out": str(report.path),
-        }
-        if args.json:
-            print(json.dumps(summary, indent=2))
-        else:
-            print(
-                f"{args.problem} {args.dim}D n={args.n}, one {args.cycle}-cycle "
-                f"({args.smoother}, nu={nu}); error ||u* - u|| per level:"
-            )
-            print(
-                f"{'level':>5}  {'start':>10}  {'pre-smoothed':>12}  {'corrected':>10}  "
-                f"{'post-smoothed':>13}"
-            )
-            for c in report.corrections:
-                print(
-                    f"{c['level']:>5}  {c['start']:>10.3e}  {c['before']:>12.3e}  "
-                    f"{c['after']:>10.3e}  {c['post']:>13.3e}"
-                )
-            print(f"saved {report.path}")
-        return 0
-    if not args.model and not args.checkpoint:
-        raise UserError("pass --model and/or --checkpoint for a classifier, or --solver")
+
+def _inspect_solver(args: argparse.Namespace) -> tuple[dict, list[str]]:
+    """One cycle of geometric multigrid from a random guess: its figures and lines."""
+    import torch
+
+    from mgnet import visualize as mi
+    from mgnet.multigrid import MultigridSolver, make_problem
+
+    nu = _parse_nu(args.nu, args.smoother)
+    prob = make_problem(args.problem, args.dim, args.n)
+    solver = MultigridSolver(prob.A, smoother=args.smoother, nu=nu, device="cpu")
+    gen = torch.Generator().manual_seed(args.seed)
+    x0 = torch.rand(tuple(prob.f.shape), generator=gen, dtype=torch.float64)
+    report = mi.inspect_solver(solver, prob.f, x0=x0, out=args.out, cycle=args.cycle)
+    summary = {
+        "levels": len(solver.levels),
+        "corrections": report.corrections,
+        "events": report.events,
+        "out": str(report.path),
+    }
+    lines = [
+        f"{args.problem} {args.dim}D n={args.n}, one {args.cycle}-cycle "
+        f"({args.smoother}, nu={nu}); error ||u* - u|| per level:",
+        f"{'level':>5}  {'start':>10}  {'pre-smoothed':>12}  {'corrected':>10}  "
+        f"{'post-smoothed':>13}",
+    ]
+    lines += [
+        f"{c['level']:>5}  {c['start']:>10.3e}  {c['before']:>12.3e}  "
+        f"{c['after']:>10.3e}  {c['post']:>13.3e}"
+        for c in report.corrections
+    ]
+    return summary, lines
+
+
+def _inspect_classifier(args: argparse.Namespace) -> tuple[dict, list[str]]:
+    """One image through a classifier's cycle: its figures and lines."""
+    from mgnet import visualize as mi
+
     _refuse_operator(args)
     if args.checkpoint:
         model, config = mi.model_from_checkpoint(args.checkpoint, args.model)
@@ -147,18 +154,14 @@ def run(args: argparse.Namespace) -> int:
         "events": report.events,
         "out": str(report.path),
     }
-    if args.json:
-        print(json.dumps(summary, indent=2))
-    else:
-        print(
-            f"{getattr(model, 'spec', type(model).__name__)}: predicted {report.prediction}"
-            + ("" if label is None else f" (label {label})")
-        )
-        for e in report.events:
-            what = "start" if e["phase"] == "start" else f"step {e['step']}"
-            print(f"  level {e['level']} {what:<7} ||f - A u|| = {e['residual']:.4g}")
-        print(f"saved {report.path}")
-    return 0
+    lines = [
+        f"{getattr(model, 'spec', type(model).__name__)}: predicted {report.prediction}"
+        + ("" if label is None else f" (label {label})")
+    ]
+    for e in report.events:
+        what = "start" if e["phase"] == "start" else f"step {e['step']}"
+        lines.append(f"  level {e['level']} {what:<7} ||f - A u|| = {e['residual']:.4g}")
+    return summary, lines
 
 
 def _refuse_operator(args: argparse.Namespace) -> None:

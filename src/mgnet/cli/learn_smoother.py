@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import json
 
-from mgnet.cli import UserError
+from mgnet.cli import UserError, emit, use_threads
 from mgnet.cli.solve import add_eps, check_eps
 from mgnet.constants import DIMS, LEARN_PROBLEMS, SHARING
 from mgnet.errors import quote
@@ -57,16 +56,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    import torch
-
     from mgnet.multigrid import MultigridSolver, asymptotic_factor, learn_smoother
     from mgnet.multigrid.learned import kernel_shape, smoother_problem
     from mgnet.multigrid.problems import ANISOTROPY
 
     check_eps(args)
     eps = ANISOTROPY if args.eps is None else args.eps
-    if args.threads < 1:
-        raise UserError(f"--threads: must be >= 1, got {args.threads}")
+    use_threads(args.threads)
     try:
         if args.kernel is not None:
             kernel_shape(args.kernel, args.dim)
@@ -81,7 +77,6 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.is_dir() or not out.parent.is_dir():
         raise UserError(f"-o: {quote(args.out)} is a folder or its folder does not exist")
-    torch.set_num_threads(args.threads)
     log = None if args.json else print
     names = ("kernel", "nu", "sharing", "steps", "cycles", "batch", "lr", "seed")
     given = {k: getattr(args, k) for k in names}
@@ -103,17 +98,20 @@ def run(args: argparse.Namespace) -> int:
         figures["eval"][str(n)] = row
     learned.training_log = figures
     learned.save(out)
-    if args.json:
-        print(json.dumps({"problem": learned.problem, "file": str(out), **figures}, indent=2))
-        return 0
     shape = "x".join(map(str, learned.kernel_shape))
     what = args.problem + (f" eps={eps:g}" if args.problem == "anisotropic" else "")
-    print(
+    lines = [
         f"{what}, {args.dim}D, {shape} kernels, nu={learned.nu} per sweep, {learned.sharing}: "
         f"asymptotic factor per V-cycle at n={args.n}: damped Jacobi {figures['factor_jacobi']:.3f}"
         f" -> learned {figures['factor']:.3f} ({figures['seconds']:.1f} s of training)"
+    ]
+    lines += [
+        f"  n={n}: learned {row['learned']:.3f}, red-black Gauss-Seidel {row['rbgs']:.3f}"
+        for n, row in figures["eval"].items()
+    ]
+    emit(
+        {"problem": learned.problem, "file": str(out), **figures},
+        [*lines, f"saved {out}"],
+        args.json,
     )
-    for n, row in figures["eval"].items():
-        print(f"  n={n}: learned {row['learned']:.3f}, red-black Gauss-Seidel {row['rbgs']:.3f}")
-    print(f"saved {out}")
     return 0

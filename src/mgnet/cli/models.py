@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import json
+
+from mgnet.cli import emit
 
 __all__ = ["add_parser", "run"]
 
@@ -38,9 +39,6 @@ def run(args: argparse.Namespace) -> int:
                 "description": info.description,
             }
         )
-    if args.json:
-        print(json.dumps(rows, indent=2))
-        return 0
     table = [("name", "parameters", "outputs", "input", "description")]
     for r in rows:
         size = f"{r['in_channels']}x{r['input_size']}"
@@ -49,7 +47,9 @@ def run(args: argparse.Namespace) -> int:
         )
         table.append((r["name"], f"{r['parameters']:,}", outputs, size, r["description"]))
     widths = [max(len(row[i]) for row in table) for i in range(4)]
+    lines = []
     for row in table:  # the name left-aligned, the numbers right-aligned, then the text
         cells = [row[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(row[1:4], widths[1:])]
-        print("  ".join([*cells, row[4]]))
+        lines.append("  ".join([*cells, row[4]]))
+    emit(rows, lines, args.json)
     return 0

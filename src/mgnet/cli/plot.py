@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import json
+
+from mgnet.cli import emit
 
 __all__ = ["add_parser", "run"]
 
@@ -37,12 +38,9 @@ def run(args: argparse.Namespace) -> int:
         "best_epoch": best.get("epoch"),
         "best_val_accuracy": best.get("val_accuracy"),
     }
-    if args.json:
-        print(json.dumps(summary, indent=2))
-        return 0
     text = f"saved {path}: {len(rows)} epochs"
     if isinstance(summary["best_val_accuracy"], (int, float)):
         text += f", best validation accuracy {summary['best_val_accuracy']:.2f}% at epoch "
         text += f"{summary['best_epoch']}"
-    print(text)
+    emit(summary, [text], args.json)
     return 0

@@ -4,11 +4,10 @@ or a sparse matrix (a file or a finite-element problem) by algebraic multigrid."
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 
-from mgnet.cli import UserError
+from mgnet.cli import UserError, emit, use_threads
 from mgnet.constants import (
     COARSE,
     CYCLES,
@@ -124,54 +123,37 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    import time
-
-    import torch
-
     from mgnet.multigrid import MultigridSolver, make_problem
 
     if args.matrix is not None or args.problem in MATRIX_PROBLEMS:
         return _run_solve_matrix(args)
     nu = _parse_nu(args.nu, args.smoother)
-    if args.threads < 0:
-        raise UserError(f"--threads: must be 0 (torch's choice) or positive, got {args.threads}")
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    if args.tol <= 0:
-        raise UserError(f"--tol: must be positive, got {args.tol}")
+    maxiter = _check_common(args, default_maxiter=0 if args.cycle == "fmg" else 100)
     if args.plot is not None:
         check_png_path(args.plot, "--plot")
-    maxiter = args.maxiter if args.maxiter is not None else 0 if args.cycle == "fmg" else 100
-    if maxiter < 0:
-        raise UserError(f"--maxiter: must be >= 0, got {maxiter}")
     smoother = _solve_smoother(args)
     prob = make_problem(args.problem, args.dim, args.n, eps=args.eps)
-    t0 = time.perf_counter()
-    ml = MultigridSolver(
-        prob.A,
-        smoother=smoother,
-        nu=nu,
-        coarse=args.coarse,
-        precision=args.dtype,
-        device=args.device,
+    ml, setup_s = _timed(
+        lambda: MultigridSolver(
+            prob.A,
+            smoother=smoother,
+            nu=nu,
+            coarse=args.coarse,
+            precision=args.dtype,
+            device=args.device,
+        )
     )
-    setup_s = time.perf_counter() - t0
     f = prob.f.to(ml.device)
-    if ml.device.type == "cuda":
-        torch.cuda.synchronize()
-    t0 = time.perf_counter()
     history: list[float] = []
-    if args.cycle == "fmg":
-        u = ml.fmg(f, tol=args.tol, maxiter=maxiter, residuals=history)
-    elif args.cycle == "pcg":
-        u = ml.pcg(f, tol=args.tol, maxiter=maxiter, residuals=history)
-    else:
-        u = ml.solve(f, tol=args.tol, maxiter=maxiter, cycle=args.cycle, residuals=history)
-    iterations = ml.iterations
-    if ml.device.type == "cuda":
-        torch.cuda.synchronize()
-    solve_s = time.perf_counter() - t0
-    rel = history[-1] / history[0] if history[0] > 0 else 0.0
+
+    def solve():
+        if args.cycle == "fmg":
+            return ml.fmg(f, tol=args.tol, maxiter=maxiter, residuals=history)
+        if args.cycle == "pcg":
+            return ml.pcg(f, tol=args.tol, maxiter=maxiter, residuals=history)
+        return ml.solve(f, tol=args.tol, maxiter=maxiter, cycle=args.cycle, residuals=history)
+
+    u, solve_s = _timed(solve)
     out = {
         "problem": args.problem,
         "dim": args.dim,
@@ -180,51 +162,92 @@ def _run(args: argparse.Namespace) -> int:
         "levels": len(ml.levels),
         "cycle": args.cycle,
         "smoother": args.smoother if isinstance(smoother, str) else smoother.name,
-        "nu": list(nu),
-        "dtype": args.dtype,
-        "device": str(ml.device),
-        "iterations": iterations,
-        "converged": ml.converged,
-        "reason": ml.reason,
-        "residuals": history,
-        "relative_residual": rel,
-        "convergence_factor": ml.convergence_factor(history),
-        "setup_s": setup_s,
-        "solve_s": solve_s,
+        **_outcome(args, ml, nu, history, setup_s, solve_s),
         "error_vs_exact": prob.error(u),
     }
     if args.plot is not None:
         _plot_solve(args.plot, history, u.detach().cpu().double().reshape(prob.A.shape), out)
         out["plot"] = args.plot
-    if args.json:
-        print(json.dumps(out, indent=2))
-    else:
-        print(ml)
-        print(
-            f"{args.problem} {args.dim}D, {out['unknowns']:,} unknowns, {args.cycle}-cycle: "
-            f"{iterations} iterations, relative residual {rel:.2e}, mean factor "
-            f"{out['convergence_factor']:.3f}"
-        )
-        print(
-            f"setup {setup_s:.3f} s, solve {solve_s:.3f} s, "
-            f"max error vs exact solution {out['error_vs_exact']:.3e}"
-        )
-        if args.plot is not None:
-            print(f"saved {args.plot}")
+    lines = [
+        f"{args.problem} {args.dim}D, {out['unknowns']:,} unknowns, {args.cycle}-cycle: "
+        + _iterations_line(out),
+        f"setup {setup_s:.3f} s, solve {solve_s:.3f} s, "
+        f"max error vs exact solution {out['error_vs_exact']:.3e}",
+    ]
+    saved = [f"saved {args.plot}"] if args.plot is not None else []
+    emit(out, [str(ml), *lines, *saved], args.json)
     if ml.reason == "diverged" and not isinstance(smoother, str):
         raise UserError(
             f"--smoother: the learned smoother in {quote(args.smoother)} diverges on this "
-            f"problem (residual {rel:.2e} of the initial after {iterations} cycles); train one "
-            "for it with mgnet learn-smoother"
+            f"problem (residual {out['relative_residual']:.2e} of the initial after "
+            f"{out['iterations']} cycles); train one for it with mgnet learn-smoother"
         )
-    if not ml.converged:
-        print(
-            f"mgnet solve: did not reach --tol {args.tol:g} ({ml.reason} after {iterations} "
-            f"iterations, relative residual {rel:.2e})",
-            file=sys.stderr,
-        )
-        return 1
-    return 0
+    return _exit_status(args, out)
+
+
+# ------------------------------------------------ what the grid and matrix paths share
+def _check_common(args: argparse.Namespace, default_maxiter: int) -> int:
+    """Check --tol, --maxiter and --threads (and apply --threads); the cycles to run."""
+    if args.tol <= 0:
+        raise UserError(f"--tol: must be positive, got {args.tol}")
+    maxiter = default_maxiter if args.maxiter is None else args.maxiter
+    if maxiter < 0:
+        raise UserError(f"--maxiter: must be >= 0, got {maxiter}")
+    use_threads(args.threads, zero_is_torchs=True)
+    return maxiter
+
+
+def _timed(work):
+    """(work(), its wall time in seconds), with the device synchronized at both ends."""
+    import time
+
+    import torch
+
+    def sync() -> None:
+        if torch.cuda.is_initialized():
+            torch.cuda.synchronize()
+
+    sync()
+    t0 = time.perf_counter()
+    result = work()
+    sync()
+    return result, time.perf_counter() - t0
+
+
+def _outcome(args, ml, nu, history: list[float], setup_s: float, solve_s: float) -> dict:
+    """The fields of the JSON that say how a solve went (the same for grids and matrices)."""
+    return {
+        "nu": list(nu),
+        "dtype": args.dtype,
+        "device": str(ml.device),
+        "iterations": ml.iterations,
+        "converged": ml.converged,
+        "reason": ml.reason,
+        "residuals": history,
+        "relative_residual": history[-1] / history[0] if history and history[0] > 0 else 0.0,
+        "convergence_factor": ml.convergence_factor(history),
+        "setup_s": setup_s,
+        "solve_s": solve_s,
+    }
+
+
+def _iterations_line(out: dict) -> str:
+    return (
+        f"{out['iterations']} iterations, relative residual {out['relative_residual']:.2e}, "
+        f"mean factor {out['convergence_factor']:.3f}"
+    )
+
+
+def _exit_status(args: argparse.Namespace, out: dict) -> int:
+    """0 when the solve met --tol; else one line on stderr and 1."""
+    if out["converged"]:
+        return 0
+    print(
+        f"mgnet solve: did not reach --tol {args.tol:g} ({out['reason']} after "
+        f"{out['iterations']} iterations, relative residual {out['relative_residual']:.2e})",
+        file=sys.stderr,
+    )
+    return 1
 
 
 def add_eps(p: argparse.ArgumentParser) -> None:
@@ -328,8 +351,6 @@ def _add_solve_matrix(p: argparse.ArgumentParser) -> None:
 
 def _run_solve_matrix(args: argparse.Namespace) -> int:
     """``mgnet solve --matrix FILE`` or a sparse problem: algebraic multigrid on the cycle."""
-    import time
-
     import numpy as np
     import torch
 
@@ -344,15 +365,10 @@ def _run_solve_matrix(args: argparse.Namespace) -> int:
         )
     if args.cycle == "fmg":
         raise UserError("--cycle: fmg is for grid problems; use V, W, F or pcg with a matrix")
-    if args.tol <= 0:
-        raise UserError(f"--tol: must be positive, got {args.tol}")
-    if args.threads < 0:
-        raise UserError(f"--threads: must be 0 (torch's choice) or positive, got {args.threads}")
     if args.plot is not None:
         raise UserError("--plot: draws grid problems only; leave it out with a matrix")
+    maxiter = _check_common(args, default_maxiter=100)
     check_eps(args)
-    if args.threads:
-        torch.set_num_threads(args.threads)
     nu = _parse_nu(args.nu, args.smoother)
     if args.matrix is not None:
         A = read_matrix(args.matrix)
@@ -372,9 +388,10 @@ def _run_solve_matrix(args: argparse.Namespace) -> int:
             f"of {', '.join(_AMG_SMOOTHER)}"
         )
     options = dict(smoother=_AMG_SMOOTHER[args.smoother], nu=nu, device=args.device, dtype=dtype)
-    t0 = time.perf_counter()
     if method == "sa":
-        ml = smoothed_aggregation_solver(A, B, blocksize=blocksize, **options)
+        ml, setup_s = _timed(
+            lambda: smoothed_aggregation_solver(A, B, blocksize=blocksize, **options)
+        )
     else:
         try:
             import pyamg
@@ -382,16 +399,17 @@ def _run_solve_matrix(args: argparse.Namespace) -> int:
             raise UserError("--method: rs needs PyAMG (pip install pyamg)") from e
         from mgnet.multigrid.algebraic import check_matrix
 
-        ml = from_pyamg(pyamg.ruge_stuben_solver(check_matrix(A)), **options)
-    setup_s = time.perf_counter() - t0
+        ml, setup_s = _timed(
+            lambda: from_pyamg(pyamg.ruge_stuben_solver(check_matrix(A)), **options)
+        )
     history: list[float] = []
-    t0 = time.perf_counter()
     accel = "cg" if args.cycle == "pcg" else None
     cycle = "V" if args.cycle == "pcg" else args.cycle
-    maxiter = 100 if args.maxiter is None else args.maxiter
-    x = ml.solve(b, tol=args.tol, maxiter=maxiter, cycle=cycle, accel=accel, residuals=history)
-    solve_s = time.perf_counter() - t0
-    rel = history[-1] / history[0] if history and history[0] > 0 else 0.0
+    x, solve_s = _timed(
+        lambda: ml.solve(
+            b, tol=args.tol, maxiter=maxiter, cycle=cycle, accel=accel, residuals=history
+        )
+    )
     out = {
         "problem": name,
         "method": method,
@@ -401,35 +419,15 @@ def _run_solve_matrix(args: argparse.Namespace) -> int:
         "operator_complexity": ml.operator_complexity(),
         "cycle": args.cycle,
         "smoother": ml.smoother,
-        "nu": list(nu),
-        "dtype": args.dtype,
-        "device": str(ml.device),
-        "iterations": ml.iterations,
-        "converged": ml.converged,
-        "reason": ml.reason,
-        "residuals": history,
-        "relative_residual": rel,
-        "convergence_factor": ml.convergence_factor(history),
-        "setup_s": setup_s,
-        "solve_s": solve_s,
+        **_outcome(args, ml, nu, history, setup_s, solve_s),
         "error_vs_exact": None,
         "solution_norm": float(np.linalg.norm(x)),
     }
-    if args.json:
-        print(json.dumps(out, indent=2))
-    else:
-        print(ml)
-        print(
-            f"{name}: {out['unknowns']:,} unknowns, {args.cycle}"
-            f"{'' if args.cycle == 'pcg' else '-cycle'}: {out['iterations']} iterations, "
-            f"relative residual {rel:.2e}, mean factor {out['convergence_factor']:.3f}"
-        )
-        print(f"setup {setup_s:.3f} s, solve {solve_s:.3f} s")
-    if not ml.converged:
-        print(
-            f"mgnet solve: did not reach --tol {args.tol:g} ({ml.reason} after "
-            f"{out['iterations']} iterations, relative residual {rel:.2e})",
-            file=sys.stderr,
-        )
-        return 1
-    return 0
+    pcg = args.cycle == "pcg"
+    lines = [
+        f"{name}: {out['unknowns']:,} unknowns, {args.cycle}{'' if pcg else '-cycle'}: "
+        + _iterations_line(out),
+        f"setup {setup_s:.3f} s, solve {solve_s:.3f} s",
+    ]
+    emit(out, [str(ml), *lines], args.json)
+    return _exit_status(args, out)

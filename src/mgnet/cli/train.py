@@ -12,7 +12,7 @@ from mgnet.cli import UserError
 __all__ = ["add_parser", "run"]
 
 
-def _key_value(text: str) -> tuple[str, object]:
+def key_value(text: str) -> tuple[str, object]:
     """``KEY=VALUE`` with VALUE read as JSON where it parses (``width=32``, ``blocks=[2,2]``)."""
     key, sep, value = text.partition("=")
     if not sep or not key.isidentifier():
@@ -61,7 +61,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--model-kwargs",
         dest="model_args",
         nargs="+",
-        type=_key_value,
+        type=key_value,
         metavar="KEY=VALUE",
         help="overrides for create_model, e.g. width=32 or spec='mgnet[2,2]-32'",
     )
@@ -72,7 +72,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--data-kwargs",
         dest="data_args",
         nargs="+",
-        type=_key_value,
+        type=key_value,
         metavar="KEY=VALUE",
         help="the dataset's options, e.g. for darcy stride=5 (Li et al.'s 421 -> 85), "
         "n_train=1000, n_test=100, val=100, resolution=33, test_resolution=129",

@@ -2,7 +2,10 @@
 
 from mgnet.core.cycle import CYCLE_SHAPES, CycleRecord, Level, MgCycle, Step, Transfer, residual
 from mgnet.core.protocols import (
+    FusedCorrectionSmoothing,
     FusedResidual,
+    FusedRestriction,
+    FusedSmoothingRestriction,
     InPlaceProlongation,
     InPlaceSmoother,
     IterateDependent,
@@ -12,7 +15,10 @@ from mgnet.core.protocols import (
 __all__ = [
     "CYCLE_SHAPES",
     "CycleRecord",
+    "FusedCorrectionSmoothing",
     "FusedResidual",
+    "FusedRestriction",
+    "FusedSmoothingRestriction",
     "InPlaceProlongation",
     "InPlaceSmoother",
     "IterateDependent",

@@ -31,8 +31,11 @@ coarse correction overwrite u instead of allocating a new tensor, a B that defin
 P that defines ``add_to(u, e)`` adds P e to u in place. The values are those of the
 allocating path (up to rounding order); f is never written.
 
-The optional hooks of the modules (``residual``, ``update_``, ``needs_u``, ``add_to``) are
-specified, with what each must guarantee, in :mod:`mgnet.core.protocols`.
+The optional hooks of the modules (``residual``, ``update_``, ``needs_u``, ``add_to``, and
+the fused ``restrict_residual``, ``smooth_restrict_`` and ``add_to_smooth_`` that let a
+fixed stencil run a level's smoothing and its transfer in one pass over memory) are
+specified, with what each must guarantee, in :mod:`mgnet.core.protocols` (and
+tabulated with the cycle's instances in docs/design.md).
 
 Full multigrid (FMG) is :meth:`MgCycle.fmg`: f is restricted to every level by R, the
 coarsest level is visited first, and each finer level starts from the interpolated (P)
@@ -106,7 +109,7 @@ class CycleRecord:
             "f": f.detach(),
         }
         if self.residuals:
-            r = f if (u is None or A is None) else f - A(u)
+            r = f if A is None else residual(A, u, f)
             event["residual"] = r.detach().flatten(1).norm(dim=1)
         self.events.append(event)
 
@@ -332,12 +335,49 @@ class MgCycle(nn.Module):
     def restrict(self, l: int, u: Tensor | None, f: Tensor) -> tuple[Tensor | None, Tensor]:
         """(u^{l+1,0}, f^{l+1}) = (Pi u^l, R (f^l - A^l u^l) + A^{l+1} Pi u^l)."""
         t = self.transfers[l]
-        r = residual(self.levels[l].A, u, f)
-        f_c = _apply(t.sigma_R, t.R(r))
+        fused = getattr(t.R, "restrict_residual", None)  # FusedRestriction
+        if callable(fused):
+            f_c = _apply(t.sigma_R, fused(self.levels[l].A, u, f))
+        else:
+            f_c = _apply(t.sigma_R, t.R(residual(self.levels[l].A, u, f)))
         if t.Pi is None or u is None:
             return None, f_c
         u_c = _apply(t.sigma_Pi, t.Pi(u))
         return u_c, f_c + self.levels[l + 1].A(u_c)
+
+    def _fusable(self, l: int, phase: str, inplace: bool) -> tuple | None:
+        """(the fused hook of level l's ``phase``, level l's A, the B of the phase's steps):
+        R.smooth_restrict_ for "pre", P.add_to_smooth_ for "post"; None when the cycle must
+        run the steps one by one: not in place, no such hook, Pi or sigma_R present, or a
+        step with sigma, a projection, an iterate-dependent B or another A.
+
+        Called on every visit, so it reads the modules' registries directly: an attribute
+        of a module that holds a module lives in ``_modules`` (``nn.Module.__setattr__``
+        puts it there), and an ``nn.Module`` attribute look-up costs microseconds."""
+        if not inplace:
+            return None
+        t = self.transfers._modules[str(l)]._modules
+        if t.get("Pi") is not None or t.get("sigma_R") is not None:
+            return None
+        hook = getattr(t["R"], "smooth_restrict_", None) if phase == "pre" else None
+        if phase == "post":
+            hook = getattr(t["P"], "add_to_smooth_", None)
+        if not callable(hook):
+            return None
+        level = self.levels._modules[str(l)]._modules
+        A = level["A"]
+        Bs = []
+        for step in level[phase]._modules.values():
+            m = step._modules
+            B = m["B"]
+            if m["A"] is not A or m.get("sigma_in") is not None or m.get("sigma_out") is not None:
+                return None
+            if m.get("project") is not None or getattr(type(B), "needs_u", False):
+                return None
+            if B.__dict__.get("needs_u", False):
+                return None
+            Bs.append(B)
+        return hook, A, Bs
 
     def _visit(
         self,
@@ -353,12 +393,20 @@ class MgCycle(nn.Module):
         inplace = inplace and record is None and not torch.is_grad_enabled()
         if record is not None:
             record.add(l, "start", 0, u, f, self.levels[l].A)
-        u = self.smooth(l, u, f, "pre", record, inplace)
-        if l == self.depth - 1:
+        last = l == self.depth - 1
+        # the pre-smoothing and the restriction in one pass (FusedSmoothingRestriction)
+        fused = None if last else self._fusable(l, "pre", inplace)
+        done = None if fused is None else fused[0](fused[1], u, f, fused[2])
+        f_c = None
+        if done is not None:
+            u, f_c = done
+        else:
+            u = self.smooth(l, u, f, "pre", record, inplace)
+        if last:
             if shape != "down":
                 u = self.smooth(l, u, f, "post", record, inplace)
             return torch.zeros_like(f) if u is None else u
-        u_c0, f_c = self.restrict(l, u, f)
+        u_c0, f_c = (None, f_c) if f_c is not None else self.restrict(l, u, f)
         if record is not None:
             record.add(l + 1, "restrict", 0, u_c0, f_c, self.levels[l + 1].A)
         if shape == "down":
@@ -369,6 +417,11 @@ class MgCycle(nn.Module):
             u_c = self._visit(l + 1, u_c, f_c, coarse_shape, record, inplace)
         e_c = u_c if u_c0 is None else u_c - u_c0
         P: Operator | InPlaceProlongation = self.transfers[l].P
+        # the correction and the post-smoothing in one pass (FusedCorrectionSmoothing)
+        fused = None if u is None else self._fusable(l, "post", inplace)
+        done = None if fused is None else fused[0](u, e_c, fused[1], f, fused[2])
+        if done is not None:
+            return done
         add_to = getattr(P, "add_to", None) if inplace and u is not None else None
         if callable(add_to):
             u = add_to(u, e_c)  # u += P e_c without forming P e_c

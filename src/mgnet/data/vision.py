@@ -60,7 +60,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset, Subset
 
-from mgnet.errors import DownloadError, quote
+from mgnet.errors import DownloadError, first_line, quote
 
 __all__ = [
     "VisionSpec",
@@ -378,11 +378,6 @@ def _fail(spec: VisionSpec, root: Path, what: str, missing: bool) -> Exception:
     return ValueError(f"data_dir: {spec.title} files are malformed: {what}; expected {layout}")
 
 
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return (text.splitlines()[0] if text else type(e).__name__)[:200]
-
-
 # IDX element types (the third byte of the magic number) and their sizes in bytes
 _IDX_TYPES = {0x08: 1, 0x09: 1, 0x0B: 2, 0x0C: 4, 0x0D: 4, 0x0E: 8}
 #: the most a decompressed MNIST-type file may take (the largest official one is 47 MB)
@@ -423,7 +418,7 @@ def _gunzip_idx(gz: Path, path: Path) -> None:
                     raise ValueError(f"it holds more than the {size:,} bytes its header declares")
         os.replace(tmp, path)
     except (OSError, EOFError, zlib.error, struct.error) as e:
-        raise ValueError(_first_line(e)) from None
+        raise ValueError(first_line(e)) from None
     finally:
         if tmp.exists():
             tmp.unlink()
@@ -452,7 +447,7 @@ def _read_idx(spec: VisionSpec, raw: Path, stem: str) -> Tensor:
             spec,
             raw.parent.parent,
             f"{path} is not an IDX "
-            f"{'label' if 'labels' in stem else 'image'} file ({_first_line(e)})",
+            f"{'label' if 'labels' in stem else 'image'} file ({first_line(e)})",
             missing=False,
         ) from None
 
@@ -536,7 +531,7 @@ def _unpickle(spec: VisionSpec, root: Path, path: Path) -> dict:
         ) from None
     except Exception as e:
         raise _fail(
-            spec, root, f"{path} is not a Python pickle ({_first_line(e)})", missing=False
+            spec, root, f"{path} is not a Python pickle ({first_line(e)})", missing=False
         ) from None
     if not isinstance(entry, dict):
         raise _fail(spec, root, f"{path} holds a {type(entry).__name__}, not a dict", missing=False)
@@ -611,7 +606,7 @@ def _load_svhn(spec: VisionSpec, root: Path, download: bool) -> dict[str, Any]:
             mat = scipy.io.loadmat(str(path))
         except Exception as e:
             raise _fail(
-                spec, root, f"{path} is not a MATLAB .mat file ({_first_line(e)})", missing=False
+                spec, root, f"{path} is not a MATLAB .mat file ({first_line(e)})", missing=False
             ) from None
         if "X" not in mat or "y" not in mat:
             raise _fail(spec, root, f"{path} lacks the 'X' or 'y' variable", missing=False)
@@ -639,7 +634,7 @@ def _download(spec: VisionSpec, fetch: Callable[[], Any]) -> None:
     try:
         fetch()
     except Exception as e:
-        raise DownloadError(f"download: fetching {spec.title} failed ({_first_line(e)})") from None
+        raise DownloadError(f"download: fetching {spec.title} failed ({first_line(e)})") from None
 
 
 _READERS: dict[str, Callable[[VisionSpec, Path, bool], dict[str, Any]]] = {
@@ -696,7 +691,7 @@ def _image_folder(spec: VisionSpec, path: Path, transform: Callable) -> Any:
     try:
         return ImageFolder(str(path), transform=transform)
     except (FileNotFoundError, RuntimeError, OSError) as e:
-        raise _fail(spec, path.parent, f"{path}: {_first_line(e)}", missing=True) from None
+        raise _fail(spec, path.parent, f"{path}: {first_line(e)}", missing=True) from None
 
 
 def _load_image_folder(

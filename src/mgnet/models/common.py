@@ -105,6 +105,9 @@ def init_weights(model: nn.Module, init: str = "default") -> None:
     if init == "default":
         return
     for m in model.modules():
+        if getattr(getattr(m, "weight", None), "is_meta", False):
+            continue  # no values to draw (a count on the meta device, which torch serves
+            # with Python reference kernels whose first call imports torch._dynamo: ~1 s)
         if isinstance(m, nn.Conv1d | nn.Conv2d | nn.Conv3d):
             nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
         elif isinstance(m, nn.BatchNorm1d | nn.BatchNorm2d | nn.BatchNorm3d):

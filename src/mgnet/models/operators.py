@@ -229,8 +229,10 @@ class SpectralConv2d(nn.Module):
         super().__init__()
         self.modes1, self.modes2 = modes1, modes2
         scale = 1 / (c_in * c_out)  # uniform [0, scale) parts, as in the paper's code
-        self.weight_re = nn.Parameter(scale * torch.rand(c_in, c_out, 2 * modes1, modes2))
-        self.weight_im = nn.Parameter(scale * torch.rand(c_in, c_out, 2 * modes1, modes2))
+        # in place: on the meta device (mgnet models) `scale * t` runs a Python reference
+        # implementation whose first call imports torch._dynamo (a second or more)
+        self.weight_re = nn.Parameter(torch.rand(c_in, c_out, 2 * modes1, modes2).mul_(scale))
+        self.weight_im = nn.Parameter(torch.rand(c_in, c_out, 2 * modes1, modes2).mul_(scale))
 
     def forward(self, x: Tensor) -> Tensor:
         b, _, h, w = x.shape

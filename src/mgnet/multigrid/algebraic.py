@@ -30,7 +30,7 @@ from torch import Tensor
 from mgnet.core import MgCycle
 from mgnet.device import resolve_device
 from mgnet.multigrid.aggregation import AGGREGATIONS, SALevel, sa_hierarchy
-from mgnet.multigrid.multilevel import MultilevelSolver, SolverLevel
+from mgnet.multigrid.multilevel import MultilevelSolver, SolverLevel, check_nu
 from mgnet.multigrid.sparse import (
     CoarseSolve,
     SparseMatrix,
@@ -111,6 +111,11 @@ def check_matrix(A, name: str = "A") -> sp.csr_matrix:
             "every unknown needs an equation"
         )
     return A
+
+
+def _bsr_blocksize(A) -> int:
+    """The block size of a SciPy BSR matrix (its unknowns per node); 1 for anything else."""
+    return A.blocksize[0] if sp.issparse(A) and A.format == "bsr" else 1
 
 
 def check_symmetric(A: sp.csr_matrix, name: str = "A", rtol: float = 1e-8) -> None:
@@ -222,9 +227,7 @@ class AlgebraicSolver(MultilevelSolver):
             smoother = default_smoother(resolve_device(device))
         if smoother not in AMG_SMOOTHERS:
             raise ValueError(f"smoother: {smoother!r} is not one of {', '.join(AMG_SMOOTHERS)}")
-        nu = (nu, nu) if isinstance(nu, int) else tuple(int(x) for x in nu)
-        if len(nu) != 2 or min(nu) < 0 or sum(nu) < 1:
-            raise ValueError(f"nu: need two sweep counts (pre, post) >= 0, not both 0; got {nu}")
+        nu = check_nu(nu)
         if dtype not in (torch.float64, torch.float32):
             raise ValueError(f"dtype: expected torch.float64 or torch.float32, got {dtype}")
         self.hierarchy = list(hierarchy)
@@ -307,12 +310,7 @@ class AlgebraicSolver(MultilevelSolver):
         """The cycle itself: its post-smoothing steps are already the adjoints of its
         pre-smoothing steps in reverse order (see :func:`_smoothers`), so one cycle from
         zero is symmetric when nu_pre == nu_post."""
-        for l, lv in enumerate(self.levels[:-1]):
-            if lv.nu[0] != lv.nu[1]:
-                raise ValueError(
-                    f"nu: a CG preconditioner needs nu_pre == nu_post on every level; "
-                    f"level {l} has {lv.nu}"
-                )
+        self._check_symmetric_nu()
         return self.cycle
 
     def _header(self) -> list[str]:
@@ -382,7 +380,7 @@ def smoothed_aggregation_solver(
     if aggregation not in AGGREGATIONS:
         raise ValueError(f"aggregation: {aggregation!r} is not one of {', '.join(AGGREGATIONS)}")
     if blocksize is None:
-        blocksize = A.blocksize[0] if sp.issparse(A) and A.format == "bsr" else 1
+        blocksize = _bsr_blocksize(A)
     A = check_matrix(A)
     if not isinstance(blocksize, int) or blocksize < 1 or A.shape[0] % blocksize:
         raise ValueError(
@@ -433,7 +431,7 @@ def from_pyamg(
     levels = []
     for l, lvl in enumerate(ml.levels):
         last = l == len(ml.levels) - 1
-        bs = lvl.A.blocksize[0] if sp.issparse(lvl.A) and lvl.A.format == "bsr" else 1
+        bs = _bsr_blocksize(lvl.A)
         A = check_matrix(lvl.A, f"ml.levels[{l}].A")
         P = None if last else as_csr(lvl.P, f"ml.levels[{l}].P")
         R = None if last else as_csr(lvl.R, f"ml.levels[{l}].R")

@@ -61,7 +61,7 @@ from torch import Tensor, nn
 
 from mgnet.constants import LEARN_PROBLEMS, SHARING
 from mgnet.core import residual
-from mgnet.errors import DivergenceError
+from mgnet.errors import DivergenceError, first_line
 from mgnet.multigrid.problems import ANISOTROPY, make_problem
 from mgnet.multigrid.solver import MultigridSolver
 from mgnet.stencils import StencilOperator, coarse_shape, default_omega
@@ -395,7 +395,7 @@ class LearnedSmoother(nn.Module):
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as e:  # noqa: BLE001 - whatever a file that is not ours raises
-            why = str(e).strip().splitlines()[0][:120] if str(e).strip() else type(e).__name__
+            why = first_line(e, 120)
             raise ValueError(f"smoother: {name!r} is not a learned smoother file ({why})") from None
         if not isinstance(state, dict) or state.get("format") != FORMAT:
             raise ValueError(

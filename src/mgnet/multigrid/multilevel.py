@@ -6,7 +6,7 @@ conjugate gradients preconditioned by one cycle, full multigrid, SciPy adapters 
 printed level table. :class:`MultilevelSolver` holds all of that once. A set-up function
 builds the levels (:func:`mgnet.multigrid.geometric_hierarchy` for stencils on grids; an
 algebraic set-up for sparse matrices) and a subclass passes them to the base, so set-up
-and solving are separate, as in PyAMG.
+and solving are separate, as in PyAMG (docs/design.md, "Solvers").
 """
 
 from __future__ import annotations
@@ -120,8 +120,97 @@ def _norms(x: Tensor) -> Tensor:
     return (flat.double() / scale[:, None]).norm(dim=1) * scale
 
 
+def _all_finite(x: Tensor) -> bool:
+    """No NaN and no inf in x: its min and max (which propagate NaN) are finite; two
+    reductions instead of a boolean tensor of x's size."""
+    if x.numel() == 0:
+        return True
+    return bool(torch.isfinite(x.amin())) and bool(torch.isfinite(x.amax()))
+
+
+def _amax_abs(x: Tensor) -> Tensor:
+    """max |x| per sample (float64), from a min and a max reduction (no |x| temporary;
+    ``aminmax`` along a dimension is several times slower here)."""
+    flat = x.flatten(1)
+    return torch.maximum(-flat.amin(dim=1), flat.amax(dim=1)).double()
+
+
+def _residual_norms(A: nn.Module, x: Tensor | None, b: Tensor) -> Tensor:
+    """||b - A x|| per sample, as ``_norms(residual(A, x, b))``. An A that offers
+    ``residual_norm(x, b)`` (a fixed stencil's compiled CPU kernel, which reads x and b
+    once and stores no residual) computes it; its None, or a norm that may have over- or
+    underflowed, sends the call to the residual."""
+    fused = getattr(A, "residual_norm", None) if x is not None else None
+    n = fused(x, b) if callable(fused) else None
+    if n is not None:
+        tiny = 1e4 * torch.finfo(b.dtype).tiny ** 0.5
+        if bool(torch.isfinite(n).all()) and bool((n > tiny).all()):
+            return n.to(b.device)
+    return _norms(residual(A, x, b))
+
+
 def _dot(a: Tensor, b: Tensor) -> Tensor:
     return (a * b).flatten(1).sum(dim=1)
+
+
+def _per_sample(s: Tensor, like: Tensor) -> Tensor:
+    """One number per right-hand side, shaped to broadcast over ``like`` (batch, ...)."""
+    return s.to(like).view(-1, *[1] * (like.dim() - 1))
+
+
+def check_nu(nu: Sequence[int] | int) -> tuple[int, int]:
+    """(nu_l, nu'_l), the pre- and post-smoothing sweeps, from one count or a pair."""
+    nu = (nu, nu) if isinstance(nu, int) else tuple(int(x) for x in nu)
+    if len(nu) != 2 or min(nu) < 0 or sum(nu) < 1:
+        raise ValueError(f"nu: need two sweep counts (pre, post) >= 0, not both 0; got {nu}")
+    return nu
+
+
+def check_precision(precision: str, linear: bool = True) -> None:
+    """Refuse a precision mode that is not one of ``PRECISIONS``, and ``"mixed"`` (iterative
+    refinement, which needs a linear A) for a nonlinear operator."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision: {precision!r} is not one of {', '.join(PRECISIONS)}")
+    if not linear and precision == "mixed":
+        raise ValueError("precision: 'mixed' (iterative refinement) needs a linear operator")
+
+
+@dataclass(eq=False)
+class _Call:
+    """The vectors of one driver call (``solve``, ``fmg``, CG): ``b`` and ``x`` (the initial
+    guess, a copy, or None) in the cycle's layout, divided by ``s``, the power of two per
+    right-hand side that keeps them in range (None: not scaled), and what a result needs to
+    go back to the caller: its type and shape."""
+
+    solver: MultilevelSolver
+    b: Tensor
+    x: Tensor | None
+    s: Tensor | None
+    numpy_like: bool
+    given: tuple[int, ...]
+
+    @property
+    def unscale(self) -> Tensor:
+        """s per right-hand side (ones when nothing was scaled), float64 on b's device: a
+        norm of the scaled problem times it is the norm of the caller's."""
+        s = torch.ones(self.b.shape[0], dtype=torch.float64) if self.s is None else self.s
+        return s.to(self.b.device)
+
+    def reporter(self, callback: Callable | None) -> Callable[[Tensor], None]:
+        """``report(x)``: hands ``callback`` a copy of the scaled iterate x as the caller's."""
+
+        def report(x: Tensor) -> None:
+            if callback is not None:
+                xs = x if self.s is None else x * _per_sample(self.s, x)
+                callback(self.solver._output(xs.clone(), self.numpy_like, self.given))
+
+        return report
+
+    def result(self, x: Tensor):
+        """The scaled solution x (overwritten) as the caller's solution."""
+        if self.s is not None:
+            x.mul_(_per_sample(self.s, x))
+        return self.solver._output(x, self.numpy_like, self.given)
 
 
 class MultilevelSolver:
@@ -178,16 +267,13 @@ class MultilevelSolver:
         device: str | torch.device | None = None,
         linear: bool = True,
     ) -> None:
-        if precision not in PRECISIONS:
-            raise ValueError(f"precision: {precision!r} is not one of {', '.join(PRECISIONS)}")
+        check_precision(precision, linear)
         levels = list(levels)
         if not levels or not all(isinstance(lv, SolverLevel) for lv in levels):
             raise ValueError("levels: expected a non-empty list of SolverLevel")
         for l, lv in enumerate(levels[:-1]):
             if lv.R is None or lv.P is None:
                 raise ValueError(f"levels: level {l} of {len(levels)} needs R and P")
-        if not linear and precision == "mixed":
-            raise ValueError("precision: 'mixed' (iterative refinement) needs a linear operator")
         self.levels = levels
         self.precision = precision
         self.linear = linear
@@ -271,9 +357,25 @@ class MultilevelSolver:
             raise TypeError(f"{name}: expected a real tensor, got {v.dtype}")
         given = tuple(v.shape)
         x = self._to_cycle(v, name)
-        if x.is_floating_point() and not bool(torch.isfinite(x).all()):
+        if x.is_floating_point() and not _all_finite(x):
             raise ValueError(f"{name}: holds NaN or inf; a right-hand side must be finite")
         return x.to(self.device, dtype), numpy_like, given
+
+    def _call(self, b, x0, dtype: torch.dtype) -> _Call:
+        """Read ``b`` and ``x0`` (a copy, so the cycles may overwrite it) and scale both
+        into range (:meth:`_scale`)."""
+        b, numpy_like, given = self._vector(b, "b", dtype)
+        x = None
+        if x0 is not None:
+            x, _, _ = self._vector(x0, "x0", dtype)
+            self._same_batch(x, b)
+            x = x.clone()
+        s = self._scale(b, x)
+        if s is not None:
+            b = b / _per_sample(s, b)
+            if x is not None:
+                x.div_(_per_sample(s, x))
+        return _Call(self, b, x, s, numpy_like, given)
 
     def _output(self, x: Tensor, numpy_like: bool, given: tuple[int, ...]):
         x = self._from_cycle(x, given)
@@ -286,9 +388,9 @@ class MultilevelSolver:
         whatever the size of b (1e160, or 1e19 with float32 cycles)."""
         if not self.linear:
             return None
-        amax = b.flatten(1).abs().amax(dim=1).double()
+        amax = _amax_abs(b)
         if x is not None:
-            amax = torch.maximum(amax, x.flatten(1).abs().amax(dim=1).double())
+            amax = torch.maximum(amax, _amax_abs(x))
         # where nothing can over- or underflow the scaling changes no bit: skip its passes
         lo, hi = (2.0**-400, 2.0**400) if self.dtype == torch.float64 else (2.0**-60, 2.0**60)
         if bool((((amax >= lo) & (amax <= hi)) | (amax == 0)).all()):
@@ -303,6 +405,12 @@ class MultilevelSolver:
                 release()
 
     @property
+    def _outer_dtype(self) -> torch.dtype:
+        """The dtype of the outer iteration (x, b and the residual): float64 unless the whole
+        solve runs in float32."""
+        return torch.float32 if self.precision == "float32" else torch.float64
+
+    @property
     def _outer(self) -> nn.Module:
         """A^1 in the outer dtype: float64 (a copy made before the cast) unless the whole
         solve runs in float32."""
@@ -313,10 +421,9 @@ class MultilevelSolver:
     def residual(self, x: Tensor, b: Tensor) -> Tensor:
         """b - A x on the finest level (a fresh tensor), both in the cycle's layout; in
         float64 unless ``precision="float32"``."""
-        A = self._outer
-        dtype = torch.float32 if self.precision == "float32" else torch.float64
+        A, dtype = self._outer, self._outer_dtype
         b = b.to(self.device, dtype)
-        return b - A(x.to(self.device, dtype))
+        return residual(A, x.to(self.device, dtype), b).clone()  # A may own the buffer
 
     # ------------------------------------------------------------------------ solve
     @staticmethod
@@ -367,29 +474,10 @@ class MultilevelSolver:
         self._check(cycle, tol, maxiter, accel)
         if accel == "cg":
             return self._cg(b, x0, tol, maxiter, cycle, residuals, callback)
-        outer = torch.float32 if self.precision == "float32" else torch.float64
-        b, numpy_like, given = self._vector(b, "b", outer)
-        x = None
-        if x0 is not None:
-            x, _, _ = self._vector(x0, "x0", outer)
-            self._same_batch(x, b)
-            x = x.clone()
-        s = self._scale(b, x)
-        if s is not None:
-            b = b / s.to(b).view(-1, *[1] * (b.dim() - 1))
-            if x is not None:
-                x.div_(s.to(x).view(-1, *[1] * (x.dim() - 1)))
-
-        def report(x: Tensor) -> None:
-            if callback is not None:
-                xs = x if s is None else x * s.to(x).view(-1, *[1] * (x.dim() - 1))
-                callback(self._output(xs.clone(), numpy_like, given))
-
-        x = self._iterate(b, x, tol, maxiter, cycle, s, report, history=[])
-        if s is not None:
-            x.mul_(s.to(x).view(-1, *[1] * (x.dim() - 1)))
+        call = self._call(b, x0, self._outer_dtype)
+        x = self._iterate(call, call.x, tol, maxiter, cycle, call.reporter(callback), [])
         self._finish("solve", residuals)
-        return self._output(x, numpy_like, given)
+        return call.result(x)
 
     @staticmethod
     def _same_batch(x: Tensor, b: Tensor) -> None:
@@ -428,29 +516,28 @@ class MultilevelSolver:
 
     def _iterate(
         self,
-        b: Tensor,
+        call: _Call,
         x: Tensor | None,
         tol: float,
         maxiter: int,
         cycle: str,
-        s: Tensor | None,
         report: Callable[[Tensor], None],
         history: list[float],
         done: int = 0,
+        bn: Tensor | None = None,
     ) -> Tensor:
-        """Stationary cycles on the (scaled) b from x until tol or maxiter; fills self.info.
-        ``history`` and ``done`` carry what a previous phase (FMG) already did."""
-        A = self._outer
-        unscale = torch.ones(b.shape[0], dtype=torch.float64) if s is None else s
-        unscale = unscale.to(self.device)
-        bn = _norms(b)
+        """Stationary cycles on the (scaled) ``call.b`` from x until tol or maxiter; fills
+        self.info. ``history``, ``done`` and ``bn`` (||b||) carry what a previous phase
+        (FMG) already did."""
+        A, b, unscale = self._outer, call.b, call.unscale
+        bn = _norms(b) if bn is None else bn
         bn = torch.where(bn > 0, bn, torch.ones_like(bn))
-        r = residual(A, x, b)
-        rn = _norms(r)
+        mixed = self.precision == "mixed"  # needs the residual itself, not only its norm
+        r = residual(A, x, b) if mixed else None
+        rn = _norms(r) if mixed else _residual_norms(A, x, b)
         history.append(float((rn * unscale).max()))
         first = rn
         it, stalled, reason = 0, 0, ""
-        view = (-1,) + (1,) * (b.dim() - 1)
         while True:
             if bool((rn <= tol * bn).all()):
                 reason = "converged"
@@ -459,15 +546,15 @@ class MultilevelSolver:
                 reason = "maxiter"
                 break
             if self.precision == "mixed":  # float32 cycle on the scaled float64 residual
-                sr = _pow2(rn / math.sqrt(max(1, r[0].numel()))).view(view).to(r)
+                sr = _per_sample(_pow2(rn / math.sqrt(max(1, r[0].numel()))), r)
                 e = self.cycle((r / sr).to(torch.float32), None, shape=cycle, inplace=True)
                 e = e.to(torch.float64).mul_(sr)
                 x = e if x is None else x.add_(e)
             else:
                 x = self.cycle(b, x, shape=cycle, inplace=True)  # x is ours: no copies
             it += 1
-            r = residual(A, x, b)
-            new = _norms(r)
+            r = residual(A, x, b) if mixed else None
+            new = _norms(r) if mixed else _residual_norms(A, x, b)
             history.append(float((new * unscale).max()))
             if not bool(torch.isfinite(new).all()):
                 self._diverged(done + it, history)
@@ -508,27 +595,16 @@ class MultilevelSolver:
         self._check(cycle, tol, maxiter)
         if cycles < 1:
             raise ValueError(f"cycles: must be >= 1, got {cycles}")
-        outer = torch.float32 if self.precision == "float32" else torch.float64
-        b, numpy_like, given = self._vector(b, "b", outer)
-        s = self._scale(b)
-        if s is not None:
-            b = b / s.to(b).view(-1, *[1] * (b.dim() - 1))
-        unscale = (torch.ones(b.shape[0], dtype=torch.float64) if s is None else s).to(b.device)
-        history = [float((_norms(b) * unscale).max())]
-        x = self.cycle.fmg(b.to(self.dtype), cycles=cycles, shape=cycle, inplace=True)
-        x = x.to(outer)
-
-        def report(x: Tensor) -> None:
-            if callback is not None:
-                xs = x if s is None else x * s.to(x).view(-1, *[1] * (x.dim() - 1))
-                callback(self._output(xs.clone(), numpy_like, given))
-
+        call = self._call(b, None, self._outer_dtype)
+        bn = _norms(call.b)
+        history = [float((bn * call.unscale).max())]
+        x = self.cycle.fmg(call.b.to(self.dtype), cycles=cycles, shape=cycle, inplace=True)
+        x = x.to(self._outer_dtype)
+        report = call.reporter(callback)
         report(x)
-        x = self._iterate(b, x, tol, maxiter, cycle, s, report, history, done=1)
-        if s is not None:
-            x.mul_(s.to(x).view(-1, *[1] * (x.dim() - 1)))
+        x = self._iterate(call, x, tol, maxiter, cycle, report, history, done=1, bn=bn)
         self._finish("fmg", residuals, warn=maxiter > 0)
-        return self._output(x, numpy_like, given)
+        return call.result(x)
 
     # -------------------------------------------------------------------------- PCG
     def symmetric_cycle(self) -> MgCycle:
@@ -538,12 +614,7 @@ class MultilevelSolver:
         if not self.linear:
             raise ValueError("accel: conjugate gradients needs a linear operator")
         if self._sym is None:
-            for l, lv in enumerate(self.levels[:-1]):
-                if lv.nu[0] != lv.nu[1]:
-                    raise ValueError(
-                        f"nu: a CG preconditioner needs nu_pre == nu_post on every level; "
-                        f"level {l} has {lv.nu}"
-                    )
+            self._check_symmetric_nu()
             levels = [
                 Level(L.A, list(L.pre), list(L.pre)[::-1] if len(L.post) else [])
                 for L in self.cycle.levels
@@ -551,13 +622,22 @@ class MultilevelSolver:
             self._sym = MgCycle(levels, list(self.cycle.transfers), shape="V")
         return self._sym
 
+    def _check_symmetric_nu(self) -> None:
+        """Refuse a symmetric cycle where a level has unequal pre- and post-smoothing."""
+        for l, lv in enumerate(self.levels[:-1]):
+            if lv.nu[0] != lv.nu[1]:
+                raise ValueError(
+                    f"nu: a CG preconditioner needs nu_pre == nu_post on every level; "
+                    f"level {l} has {lv.nu}"
+                )
+
     @torch.no_grad()
     def _precondition(self, r: Tensor, cycle: str) -> Tensor:
         """M r: one symmetric cycle on A e = r from e = 0 (r scaled into range first when
         the cycle runs in float32)."""
         if self.dtype == torch.float64:
             return self.symmetric_cycle()(r, None, shape=cycle, inplace=True)
-        s = _pow2(r.flatten(1).abs().amax(dim=1).double()).to(r).view(-1, *[1] * (r.dim() - 1))
+        s = _per_sample(_pow2(_amax_abs(r)), r)
         e = self.symmetric_cycle()((r / s).to(self.dtype), None, shape=cycle, inplace=True)
         return e.to(r.dtype).mul_(s)
 
@@ -566,21 +646,13 @@ class MultilevelSolver:
             raise ValueError("cycle: an F-cycle is not symmetric; CG needs 'V' or 'W'")
         self.symmetric_cycle()  # refuses a nonlinear A or unequal nu first
         A = self.A64 if self.A64 is not None else self.levels[0].A
-        b, numpy_like, given = self._vector(b, "b", torch.float64)
-        x = torch.zeros_like(b)
-        if x0 is not None:
-            x, _, _ = self._vector(x0, "x0", torch.float64)
-            self._same_batch(x, b)
-            x = x.clone()
-        s = self._scale(b, x)
+        call = self._call(b, x0, torch.float64)
+        b, unscale, report = call.b, call.unscale, call.reporter(callback)
+        x = torch.zeros_like(b) if call.x is None else call.x
         view = (-1,) + (1,) * (b.dim() - 1)
-        if s is not None:
-            sv = s.to(b).view(view)
-            b, x = b / sv, x.div_(sv)
-        unscale = (torch.ones(b.shape[0], dtype=torch.float64) if s is None else s).to(b.device)
         bn = _norms(b)
         bn = torch.where(bn > 0, bn, torch.ones_like(bn))
-        r = b - A(x)
+        r = residual(A, x, b).clone()  # updated in place below; A may own the buffer
         rn = _norms(r)
         history = [float((rn * unscale).max())]
         z = self._precondition(r, cycle)
@@ -609,19 +681,15 @@ class MultilevelSolver:
             history.append(float((rn * unscale).max()))
             if not bool(torch.isfinite(rn).all()):
                 self._diverged(it, history)
-            if callback is not None:
-                xs = x if s is None else x * s.to(x).view(view)
-                callback(self._output(xs.clone(), numpy_like, given))
+            report(x)
             z = self._precondition(r, cycle)
             rz_new = _dot(r, z)
             beta = torch.where(active & (rz != 0), rz_new / torch.where(rz != 0, rz, 1), 0)
             p = z + beta.view(view) * p
             rz = rz_new
         self.info = SolveInfo(it, reason == "converged", reason, history)
-        if s is not None:
-            x.mul_(s.to(x).view(view))
         self._finish("cg", residuals)
-        return self._output(x, numpy_like, given)
+        return call.result(x)
 
     def pcg(self, b, x0=None, tol: float = 1e-8, maxiter: int = 50, residuals=None, cycle="V"):
         """``solve(..., accel="cg")``: conjugate gradients preconditioned by one cycle."""

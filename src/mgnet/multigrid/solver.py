@@ -24,7 +24,7 @@ from collections.abc import Sequence
 import torch
 
 from mgnet.constants import COARSE, INTERPOLATIONS, PRECISIONS, SMOOTHERS
-from mgnet.multigrid.multilevel import MultilevelSolver, SolverLevel
+from mgnet.multigrid.multilevel import MultilevelSolver, SolverLevel, check_nu, check_precision
 from mgnet.multigrid.smoothing import Smoother, as_smoother, smoothing_steps
 from mgnet.stencils import (
     DirectSolve,
@@ -57,11 +57,12 @@ __all__ = [
 DIRECT_MAX = {1: 1_000_000, 2: 200_000, 3: 12_000}
 
 
-def _nu(nu: Sequence[int] | int) -> tuple[int, int]:
-    nu = (nu, nu) if isinstance(nu, int) else tuple(int(x) for x in nu)
-    if len(nu) != 2 or min(nu) < 0 or sum(nu) < 1:
-        raise ValueError(f"nu: need two sweep counts (pre, post) >= 0, not both 0; got {nu}")
-    return nu
+def _coarse(coarse: str | None, interpolation: str) -> str:
+    """The coarse operators asked for; by default Galerkin R A P with operator-dependent
+    interpolation and rediscretization otherwise."""
+    if coarse is None:
+        return "galerkin" if interpolation == "operator" else "rediscretize"
+    return coarse
 
 
 def _linear(op: StencilOperator | NonlinearOperator) -> StencilOperator:
@@ -145,11 +146,10 @@ def geometric_hierarchy(
         raise ValueError(
             f"interpolation: {interpolation!r} is not one of {', '.join(INTERPOLATIONS)}"
         )
-    if coarse is None:
-        coarse = "galerkin" if interpolation == "operator" else "rediscretize"
+    coarse = _coarse(coarse, interpolation)
     if coarse not in COARSE:
         raise ValueError(f"coarse: {coarse!r} is not one of {', '.join(COARSE)}")
-    nu = _nu(nu)
+    nu = check_nu(nu)
     smoother = as_smoother(smoother, omega)
     nonlinear = isinstance(A, NonlinearOperator)
     if nonlinear and coarse == "galerkin" and interpolation == "linear":
@@ -248,11 +248,8 @@ class MultigridSolver(MultilevelSolver):
         interpolation: str = "linear",
     ) -> None:
         t0 = time.perf_counter()
-        if precision not in PRECISIONS:
-            raise ValueError(f"precision: {precision!r} is not one of {', '.join(PRECISIONS)}")
         self.nonlinear = isinstance(A, NonlinearOperator)
-        if self.nonlinear and precision == "mixed":
-            raise ValueError("precision: 'mixed' (iterative refinement) needs a linear operator")
+        check_precision(precision, linear=not self.nonlinear)  # before the set-up's work
         if isinstance(A, StencilOperator | NonlinearOperator):
             A = copy.deepcopy(A)
         levels = geometric_hierarchy(
@@ -267,10 +264,10 @@ class MultigridSolver(MultilevelSolver):
             interpolation,
         )
         self.smoother = smoother
-        self.nu = _nu(nu)
+        self.nu = check_nu(nu)
         self.omega = default_omega(A.dim) if omega is None else float(omega)
         self.interpolation = interpolation
-        self.coarse = coarse or ("galerkin" if interpolation == "operator" else "rediscretize")
+        self.coarse = _coarse(coarse, interpolation)
         self.shape = A.shape
         self.n = math.prod(A.shape)
         self.dim = A.dim

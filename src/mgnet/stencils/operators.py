@@ -27,6 +27,8 @@ import scipy.sparse as sp
 import torch
 from torch import Tensor, nn
 
+from mgnet.stencils import kernels
+
 __all__ = [
     "StencilOperator",
     "NonlinearOperator",
@@ -72,6 +74,24 @@ def _segments(o: int, n: int, periodic: bool) -> list[tuple[slice, slice]]:
     return [main, wrap]
 
 
+def _strided_segments(e: int, o: int, n: int, periodic: bool) -> list[tuple[slice, slice]]:
+    """(dst, src) ranges along one axis for the sub-lattice i = e + 2m (m = 0..M-1) and
+    the offset o: dst in m, src in i = e + 2m + o (stride 2); a periodic axis adds the
+    wrapped single nodes, a Dirichlet one drops the neighbours outside the grid."""
+    M = (n - e + 1) // 2
+    s0 = e + o
+    lo = (max(0, -s0) + 1) // 2  # the first m whose neighbour lies on the grid
+    hi = min(M, (n - 1 - s0) // 2 + 1) if n - 1 - s0 >= 0 else 0
+    pieces = []
+    if hi > lo:
+        pieces.append((slice(lo, hi), slice(s0 + 2 * lo, s0 + 2 * (hi - 1) + 1, 2)))
+    if periodic:
+        for m in [*range(0, min(lo, M)), *range(max(hi, lo), M)]:
+            src = (s0 + 2 * m) % n
+            pieces.append((slice(m, m + 1), slice(src, src + 1)))
+    return pieces
+
+
 class StencilOperator(nn.Module):
     """A^l, a linear stencil operator u -> A u on a structured grid (see module docstring).
 
@@ -91,7 +111,13 @@ class StencilOperator(nn.Module):
     writes into a buffer that its next call overwrites, so the hot path allocates nothing,
     and it keeps the sliced views of its last four iterates u (which keeps those tensors
     alive until :meth:`release`), so that a small grid does not pay for building a dozen
-    views on every call. Large grids are processed in cache-sized blocks of rows.
+    views on every call. Large grids on the CPU are processed in cache-sized blocks of rows;
+    on a GPU every pass covers the whole grid (one kernel per pass).
+
+    On the CPU, without autograd, ``forward`` and ``residual`` (and the smoothers' and
+    transfers' hot paths) run the compiled kernels of :mod:`mgnet.stencils.kernels`, one
+    pass over memory per call; the PyTorch code below is the reference and the path for
+    autograd and CUDA.
     """
 
     def __init__(
@@ -113,6 +139,7 @@ class StencilOperator(nn.Module):
         self.workspace = False
         self._ws: dict = {}
         self._plans: dict = {}
+        self._colour_plans: dict = {}
         self.offsets: list[tuple[int, ...]] = []
         self._scalar: dict[int, float] = {}
         periodic = bc == "periodic"
@@ -142,6 +169,7 @@ class StencilOperator(nn.Module):
         if center not in self.offsets:
             raise ValueError("stencil: needs the centre offset (0, ..., 0)")
         self._center = self.offsets.index(center)
+        self._axis_neighbours = all(sum(abs(x) for x in o) <= 1 for o in self.offsets)
 
     # ---------------------------------------------------------------- coefficients
     def coefficient(self, k: int) -> float | Tensor:
@@ -169,8 +197,26 @@ class StencilOperator(nn.Module):
 
     # ----------------------------------------------------------------- application
     def _apply(self, fn, recurse: bool = True):  # .to(), .double(), ...: drop cached views
-        self._ws, self._plans = {}, {}
+        self._ws, self._plans, self._colour_plans = {}, {}, {}
+        self.__dict__.pop("_kernel_data", None)  # the compiled kernels' copy of the stencil
         return super()._apply(fn, recurse)
+
+    def compiled(self, u: Tensor, f: Tensor | None = None) -> bool:
+        """True when the compiled CPU kernels (:mod:`mgnet.stencils.kernels`) take this call:
+        plain contiguous CPU tensors shaped (batch, channels, *grid), no autograd graph."""
+        if u.shape[2:] != self.shape or (f is not None and f.shape != u.shape):
+            return False
+        return kernels.usable(u) if f is None else kernels.usable(u, f)
+
+    def _out(self, f: Tensor) -> Tensor:
+        """The residual's buffer: the reused workspace (``workspace=True``) or a fresh one."""
+        if not self.workspace:
+            return torch.empty_like(f)
+        key = (tuple(f.shape), f.dtype, f.device)
+        out = self._ws.get(key)
+        if out is None:
+            out = self._ws[key] = torch.empty_like(f)
+        return out
 
     def _plan(self, out: Tensor, u: Tensor) -> list[tuple]:
         """The views of one residual, per block of rows along the first grid axis.
@@ -183,7 +229,9 @@ class StencilOperator(nn.Module):
         """
         n0 = self.shape[0]
         slab = u.numel() // n0  # numbers per index of the first grid axis
-        rows = n0 if u.numel() <= _BLOCK else max(1, _BLOCK // slab)
+        # blocks are for a CPU core's cache; on a GPU each pass is one kernel over the grid
+        whole = u.numel() <= _BLOCK or u.device.type != "cpu"
+        rows = n0 if whole else max(1, _BLOCK // slab)
         centre = self.diagonal()
         plan = []
         for b0 in range(0, n0, rows):
@@ -226,6 +274,8 @@ class StencilOperator(nn.Module):
 
     def forward(self, u: Tensor) -> Tensor:
         """A u."""
+        if self.compiled(u):
+            return kernels.stencil(self, u, None, torch.empty_like(u))
         c = self.diagonal()
         out = u * c
         self._accumulate(out, u, 1.0, skip_center=True)
@@ -238,7 +288,17 @@ class StencilOperator(nn.Module):
             return f
         if torch.is_grad_enabled() and (u.requires_grad or f.requires_grad):
             return f - self.forward(u)
+        if self.compiled(u, f):
+            return kernels.stencil(self, u, f, self._out(f))
         return self._blocks(u, f, None)
+
+    def residual_norm(self, u: Tensor, f: Tensor) -> Tensor | None:
+        """||f - A u|| per sample (2-norm over all but the batch axis, float64) computed
+        without storing f - A u, by the compiled CPU kernel; None where it does not run
+        (the caller then forms the residual)."""
+        if not self.compiled(u, f):
+            return None
+        return kernels.residual_norms(self, u, f)
 
     def masked_update_(self, u: Tensor, f: Tensor, scale: Tensor) -> Tensor:
         """u <- u + scale * (f - A u) in place, one cache-sized block of rows at a time.
@@ -250,20 +310,62 @@ class StencilOperator(nn.Module):
         """
         return self._blocks(u, f, scale)
 
+    def colour_update_(self, u: Tensor, f: Tensor, parity: int, scale: float | Tensor) -> Tensor:
+        """u <- u + scale (f - A u) on the nodes of one colour, (i_1 + .. + i_d) % 2 ==
+        parity, in place, computing the residual at those nodes only: the colour is the
+        union of 2^(d-1) stride-2 sub-lattices, and every stencil offset is a stride-2 view
+        of u. Half the bytes of the masked update and no grid-sized mask, so this is the
+        red-black step on a GPU (one kernel per term and sub-lattice, no blocks). Exact
+        for stencils with axis neighbours only; ``scale`` is a number or a grid (read at
+        the colour's nodes)."""
+        for view, terms in self._colour_plan(parity):
+            r = f[view].clone()
+            for dst, src, c in terms:
+                ud = u[src]
+                if isinstance(c, Tensor):
+                    r[dst].addcmul_(c[view[2:]][dst[2:]], ud, value=-1.0)
+                else:
+                    r[dst].add_(ud, alpha=-c)
+            if isinstance(scale, Tensor):
+                u[view].addcmul_(r, scale[view[2:]])
+            else:
+                u[view].add_(r, alpha=scale)
+        return u
+
+    def _colour_plan(self, parity: int) -> list[tuple]:
+        """Per sub-lattice of the colour: (its view, [(dst in the sub-lattice, src in u,
+        coefficient)]), built once per parity."""
+        plan = self._colour_plans.get(parity)
+        if plan is not None:
+            return plan
+        periodic = self.bc == "periodic"
+        plan = []
+        for e in itertools.product((0, 1), repeat=self.dim):
+            if sum(e) % 2 != parity or any(ei >= n for ei, n in zip(e, self.shape)):
+                continue
+            view = (slice(None), slice(None)) + tuple(slice(ei, None, 2) for ei in e)
+            terms = []
+            for k, o in enumerate(self.offsets):
+                per_axis = [
+                    _strided_segments(ei, oi, n, periodic) for ei, oi, n in zip(e, o, self.shape)
+                ]
+                c = self.coefficient(k)
+                for combo in itertools.product(*per_axis):
+                    dst = (slice(None), slice(None)) + tuple(p[0] for p in combo)
+                    src = (slice(None), slice(None)) + tuple(p[1] for p in combo)
+                    terms.append((dst, src, c))
+            plan.append((view, terms))
+        self._colour_plans[parity] = plan
+        return plan
+
     @property
     def axis_neighbours(self) -> bool:
         """True when the stencil couples a node only to itself and its +-1 axis neighbours
         (3-, 5-, 7-point): then red and black nodes are coupled only to each other."""
-        return all(sum(abs(x) for x in o) <= 1 for o in self.offsets)
+        return self._axis_neighbours
 
     def _blocks(self, u: Tensor, f: Tensor, scale: Tensor | None) -> Tensor:
-        if self.workspace:
-            key = (tuple(f.shape), f.dtype, f.device)
-            out = self._ws.get(key)
-            if out is None:
-                out = self._ws[key] = torch.empty_like(f)
-        else:
-            out = torch.empty_like(f)
+        out = self._out(f)
         if not self.workspace:
             plan = self._plan(out, u)
         else:  # same iterate and buffer as a recent call: reuse the views

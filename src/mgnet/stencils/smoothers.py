@@ -22,6 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from mgnet.core.cycle import residual
+from mgnet.stencils import kernels
 from mgnet.stencils.operators import NonlinearOperator, StencilOperator
 
 __all__ = [
@@ -69,7 +70,10 @@ class Jacobi(nn.Module):
         return r * self.scale
 
     def update_(self, A: nn.Module, u: Tensor, f: Tensor) -> Tensor:
-        """u <- u + w D^-1 (f - A u), in place: the cycle's step with this B, fused."""
+        """u <- u + w D^-1 (f - A u), in place: the cycle's step with this B, fused (one
+        pass over memory with the compiled CPU kernel)."""
+        if isinstance(A, StencilOperator) and A.compiled(u, f):
+            return kernels.jacobi_update_(A, u, f, self.scale)
         r = residual(A, u, f)
         if isinstance(self.scale, Tensor):
             return u.addcmul_(r, self.scale)
@@ -83,21 +87,59 @@ class ColoredJacobi(nn.Module):
     """B = M D^-1: a Jacobi step on the nodes of one colour (M is a 0/1 mask).
 
     ``parity`` (0 or 1, set by :func:`red_black`) says that M is the red (0) or black (1)
-    colouring, (i_1 + ... + i_d) mod 2 = parity, which lets :meth:`update_` work in blocks.
+    colouring, (i_1 + ... + i_d) mod 2 = parity, which lets :meth:`update_` work in blocks;
+    ``mask`` may then be None (M is built from the parity, and only when a grid is needed:
+    the compiled kernels of a constant stencil never need it).
     """
 
     def __init__(
-        self, A: StencilOperator, mask: Tensor, color: str = "", parity: int | None = None
+        self,
+        A: StencilOperator,
+        mask: Tensor | None,
+        color: str = "",
+        parity: int | None = None,
     ) -> None:
         super().__init__()
         self.color = color
         self.parity = parity
         scale = _inv_diag(A)
-        scale = torch.as_tensor(scale, dtype=torch.float64)
-        self.register_buffer("scale", torch.where(mask, scale, torch.zeros((), dtype=scale.dtype)))
+        # D^-1 at the nodes of the colour when it is one number (the compiled kernel's scale)
+        self.value = None if isinstance(scale, Tensor) else float(scale)
+        self.shape = tuple(A.shape)
+        # the 0-dim anchor carries the module's device and dtype for a grid built later
+        self.register_buffer("_anchor", torch.zeros((), dtype=torch.float64), persistent=False)
+        if self.value is not None and parity is not None:
+            # M D^-1 is built on first use: the compiled kernels never need the grid
+            self.register_buffer("_scale", None, persistent=False)
+        else:
+            if mask is None:
+                if parity is None:
+                    raise ValueError("mask: give the colour's mask, or its parity (0 or 1)")
+                mask = _parity(self.shape) == parity
+            scale = torch.as_tensor(scale, dtype=torch.float64)
+            zero = torch.zeros((), dtype=scale.dtype)
+            self.register_buffer("_scale", torch.where(mask, scale, zero), persistent=False)
+
+    @property
+    def scale(self) -> Tensor:
+        """M D^-1 as a grid (zero off the colour), on the module's device and dtype."""
+        if self._scale is None:
+            grid = torch.zeros(self.shape, dtype=self._anchor.dtype, device=self._anchor.device)
+            mask = _parity(self.shape).to(grid.device) == self.parity
+            self._scale = grid.masked_fill_(mask, self.value)
+        return self._scale
 
     def forward(self, r: Tensor) -> Tensor:
         return r * self.scale
+
+    @property
+    def colour_step(self) -> tuple[int, float | Tensor] | None:
+        """(parity, scale) of this step for the compiled sweeps of
+        :mod:`mgnet.stencils.kernels` (scale: D^-1 as a number when constant, else the
+        masked grid), or None for a mask that is not a red-black colour."""
+        if self.parity is None:
+            return None
+        return self.parity, (self.scale if self.value is None else self.value)
 
     def update_(self, A: nn.Module, u: Tensor, f: Tensor) -> Tensor:
         """u <- u + M D^-1 (f - A u), in place: the cycle's step with this B, fused.
@@ -105,13 +147,18 @@ class ColoredJacobi(nn.Module):
         For a red-black colour and a stencil with axis neighbours only, the nodes this
         step changes are coupled only to nodes it leaves alone, so the residual and the
         update can run block by block while a block is in cache
-        (:meth:`~mgnet.stencils.StencilOperator.masked_update_`)."""
+        (:meth:`~mgnet.stencils.StencilOperator.masked_update_`). On the CPU the compiled
+        kernel does it in one pass that writes the nodes of this colour only."""
         if (
             self.parity is not None
             and isinstance(A, StencilOperator)
             and A.axis_neighbours
             and u.shape == f.shape
         ):
+            if A.compiled(u, f):
+                return kernels.colour_update_(A, u, f, *self.colour_step)
+            if u.device.type != "cpu":  # a GPU: the colour's nodes only, no blocks
+                return A.colour_update_(u, f, *self.colour_step)
             return A.masked_update_(u, f, self.scale)
         return u.addcmul_(residual(A, u, f), self.scale)
 
@@ -139,8 +186,8 @@ def red_black(A: StencilOperator) -> tuple[ColoredJacobi, ColoredJacobi]:
         raise ValueError(
             f"A: red-black colouring of a periodic grid needs even sizes, got {A.shape}"
         )
-    p = _parity(A.shape)
-    return ColoredJacobi(A, p == 0, "red", 0), ColoredJacobi(A, p == 1, "black", 1)
+    # the masks are made by the smoothers themselves, and only where they need them
+    return ColoredJacobi(A, None, "red", 0), ColoredJacobi(A, None, "black", 1)
 
 
 def chebyshev_weights(nu: int, lam_max: float, lower: float = 0.25) -> list[float]:

@@ -17,6 +17,10 @@ import scipy.sparse as sp
 import torch
 from torch import Tensor, nn
 
+from mgnet.core.cycle import residual
+from mgnet.stencils import kernels
+from mgnet.stencils.operators import StencilOperator
+
 __all__ = [
     "SparseTransfer",
     "operator_interpolation_matrix",
@@ -103,12 +107,42 @@ class _GridTransfer(nn.Module):
         if coarse_shape(self.fine_shape, bc) is None:
             raise ValueError(f"fine_shape: {self.fine_shape} cannot be coarsened with bc={bc!r}")
         self._scratch = _Scratch()
+        self.coarse_shape = coarse_shape(self.fine_shape, bc)
+
+    def _compiled(self, x: Tensor, grid: tuple[int, ...]) -> bool:
+        """True when the compiled CPU kernel takes a call on x, a tensor on ``grid`` (see
+        :mod:`mgnet.stencils.kernels`)."""
+        return x.dim() == len(grid) + 2 and tuple(x.shape[2:]) == grid and kernels.usable(x)
+
+    def _coarse_empty(self, x: Tensor) -> Tensor:
+        return torch.empty(*x.shape[:2], *self.coarse_shape, dtype=x.dtype, device=x.device)
+
+
+def _colour_steps(A, Bs, fine_shape, bc, u, f) -> list | None:
+    """[(parity, scale)] of red-black colour steps B (``colour_step``) on the stencil A of
+    this grid, when the compiled kernels can run them on (u, f); else None."""
+    if not (
+        isinstance(A, StencilOperator)
+        and A.shape == fine_shape
+        and A.bc == bc
+        and (A.axis_neighbours or not Bs)
+        and A.compiled(u, f)
+    ):
+        return None
+    steps = [getattr(B, "colour_step", None) for B in Bs]
+    if any(s is None for s in steps):
+        return None
+    if len({isinstance(s[1], Tensor) for s in steps}) > 1:
+        return None
+    return steps
 
 
 class FullWeighting(_GridTransfer):
     """R^{l+1}_l, full-weighting restriction: weights (1/4, 1/2, 1/4) per axis (sum 1)."""
 
     def forward(self, x: Tensor) -> Tensor:
+        if self._compiled(x, self.fine_shape):
+            return kernels.restrict(self.fine_shape, self.bc, x, self._coarse_empty(x))
         ax = self._scratch.view
         # one 1D pass (1, 2, 1) per axis, finest axis last (on the smallest array); the
         # factor 1/4 per axis is applied once, as 1/4^d, to the coarse result
@@ -134,6 +168,35 @@ class FullWeighting(_GridTransfer):
             x = out
         return x.mul_(0.25**d)
 
+    def restrict_residual(self, A: nn.Module, u: Tensor | None, f: Tensor) -> Tensor:
+        """R (f - A u) (u = None is zero). For a :class:`~mgnet.stencils.StencilOperator` on
+        the CPU the compiled kernel computes it in one pass over u and f, without storing the
+        fine-grid residual; otherwise it is R applied to ``residual(A, u, f)``."""
+        if (
+            u is not None
+            and isinstance(A, StencilOperator)
+            and A.shape == self.fine_shape
+            and A.bc == self.bc
+            and A.compiled(u, f)
+        ):
+            return kernels.residual_restrict(A, u, f, self._coarse_empty(f))
+        return self(residual(A, u, f))
+
+    def smooth_restrict_(
+        self, A: nn.Module, u: Tensor | None, f: Tensor, Bs: list[nn.Module]
+    ) -> tuple[Tensor, Tensor] | None:
+        """The smoothing steps u <- u + B_i (f - A u) in place (from zero when u is None),
+        then R (f - A u), in one pass over memory (the compiled CPU kernel): returns
+        (u, R (f - A u)); None when it cannot (the steps are not red-black colour steps of
+        this stencil, or the tensors are not the kernels')."""
+        steps = _colour_steps(A, Bs, self.fine_shape, self.bc, f if u is None else u, f)
+        if steps is None:
+            return None
+        u = torch.zeros_like(f) if u is None else u
+        out = self._coarse_empty(f)
+        kernels.sweep_(A, u, f, steps, out=out)
+        return u, out
+
     def extra_repr(self) -> str:
         return f"full weighting, fine_shape={self.fine_shape}, bc={self.bc}"
 
@@ -143,12 +206,32 @@ class Interpolation(_GridTransfer):
 
     def forward(self, x: Tensor) -> Tensor:
         """P x, a fresh tensor on the fine grid."""
+        if self._compiled(x, self.coarse_shape):
+            out = torch.empty(*x.shape[:2], *self.fine_shape, dtype=x.dtype)
+            return kernels.interpolate(self.fine_shape, self.bc, x, out)
         return self._interpolate(x, None)
 
     def add_to(self, u: Tensor, x: Tensor) -> Tensor:
         """u <- u + P x, in place (the coarse correction), without forming P x on the fine
-        grid: the last 1D pass adds straight into u. Returns u."""
+        grid: the last 1D pass adds straight into u (on the CPU: the compiled kernel, one
+        pass over u). Returns u."""
+        fine = (*x.shape[:2], *self.fine_shape)
+        if self._compiled(x, self.coarse_shape) and u.shape == fine and kernels.usable(u, x):
+            return kernels.interpolate_add_(self.fine_shape, self.bc, u, x)
         return self._interpolate(x, u)
+
+    def add_to_smooth_(
+        self, u: Tensor, e: Tensor, A: nn.Module, f: Tensor, Bs: list[nn.Module]
+    ) -> Tensor | None:
+        """u <- u + P e, then the smoothing steps u <- u + B_i (f - A u), in place and in one
+        pass over memory (the compiled CPU kernel); None when it cannot (see
+        :meth:`FullWeighting.smooth_restrict_`)."""
+        steps = _colour_steps(A, Bs, self.fine_shape, self.bc, u, f)
+        if steps is None or not self._compiled(e, self.coarse_shape) or e.dtype != u.dtype:
+            return None
+        if e.shape[:2] != u.shape[:2]:
+            return None
+        return kernels.sweep_(A, u, f, steps, e=e)
 
     def _interpolate(self, x: Tensor, target: Tensor | None) -> Tensor:
         ax = self._scratch.view

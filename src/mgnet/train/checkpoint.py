@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from mgnet.errors import quote
+from mgnet.errors import first_line, quote
 from mgnet.train.rundir import atomic_file
 
 __all__ = [
@@ -79,9 +79,8 @@ def load_checkpoint(
         except Exception as e:  # junk bytes fail in many ways: struct.error, IndexError, ...
             failure = e
     if failure is not None:
-        text = str(failure).strip()
         name = type(failure).__name__
-        reason = f"{name}: {text.splitlines()[0]}" if text else name
+        reason = f"{name}: {first_line(failure)}" if str(failure).strip() else name
         raise CheckpointError(
             f"checkpoint: {quote(str(path))} is truncated or not a checkpoint "
             f"of this package ({reason[:160]})"

@@ -309,19 +309,15 @@ def load_recipe(recipe: str | Path) -> dict[str, Any]:
                 "config: reading a YAML recipe needs PyYAML (pip install "
                 "pyyaml), or give the recipe as .json"
             ) from None
-        try:
-            values = yaml.safe_load(text)
-        except yaml.YAMLError as e:
-            raise ValueError(f"config: {where} is not valid YAML ({first_line(e)})") from None
-        except RecursionError:
-            raise ValueError(f"config: {where} nests too deeply") from None
+        parse, invalid, kind = yaml.safe_load, yaml.YAMLError, "YAML"
     else:
-        try:
-            values = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise ValueError(f"config: {where} is not valid JSON ({e})") from None
-        except RecursionError:
-            raise ValueError(f"config: {where} nests too deeply") from None
+        parse, invalid, kind = json.loads, json.JSONDecodeError, "JSON"
+    try:
+        values = parse(text)
+    except invalid as e:
+        raise ValueError(f"config: {where} is not valid {kind} ({first_line(e)})") from None
+    except RecursionError:
+        raise ValueError(f"config: {where} nests too deeply") from None
     if not isinstance(values, dict):
         raise ValueError(f"config: {where} must hold a mapping of config fields")
     _check_size(values, where)

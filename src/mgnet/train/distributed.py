@@ -24,6 +24,8 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
+from mgnet.device import resolve_device
+
 __all__ = [
     "DistInfo",
     "init_distributed",
@@ -71,14 +73,15 @@ def cuda_index(local_rank: int) -> int:
     return local_rank % count if count else 0
 
 
-def init_distributed(device: str) -> DistInfo:
-    """Join the process group that ``torchrun`` describes (gloo on CPU, nccl on CUDA)."""
+def init_distributed(device: str | torch.device | None) -> DistInfo:
+    """Join the process group that ``torchrun`` describes (gloo on CPU, nccl on CUDA);
+    ``device`` is the run's request, resolved by :func:`mgnet.device.resolve_device`."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     if world_size <= 1:
         return DistInfo()
     rank = int(os.environ["RANK"])
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    use_cuda = device != "cpu" and torch.cuda.is_available()
+    use_cuda = resolve_device(device).type == "cuda"
     index = cuda_index(local_rank) if use_cuda else 0
     if dist.is_initialized():
         return DistInfo(rank, world_size, local_rank, False, index)

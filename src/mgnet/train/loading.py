@@ -31,7 +31,7 @@ import torch
 from torch import Tensor, nn
 
 from mgnet.data import DatasetInfo, dataset_info
-from mgnet.errors import quote
+from mgnet.errors import first_line, quote
 from mgnet.models import create_model
 from mgnet.train.checkpoint import CheckpointError, load_checkpoint
 from mgnet.train.config import TrainConfig
@@ -133,9 +133,9 @@ def _fit(model: nn.Module, weights: dict, path: Path, name: str) -> nn.Module:
     try:
         model.load_state_dict(weights)
     except RuntimeError as e:
-        first = str(e).strip().splitlines()[0][:200]
         raise CheckpointError(
-            f"checkpoint: weights of {quote(str(path))} do not fit model {quote(name)} ({first})"
+            f"checkpoint: weights of {quote(str(path))} do not fit model {quote(name)} "
+            f"({first_line(e)})"
         ) from None
     return model.eval()
 

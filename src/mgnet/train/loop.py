@@ -8,7 +8,8 @@
    checkpoint;
 5. **final test** (:meth:`Trainer.final_test`): test the chosen model, write the results.
 
-:func:`train` runs them inside the run folder's lock (:mod:`mgnet.train.rundir`). What the
+:func:`train` runs them inside the run folder's lock (:mod:`mgnet.train.rundir`; how the
+trainer, its task, the loader and the run folder fit together: docs/design.md). What the
 run optimizes and measures -- the loss, the metrics, what "best" means -- is its task
 (:class:`~mgnet.train.task.ClassificationTask`); the loop only calls it.
 
@@ -70,7 +71,7 @@ from tqdm import tqdm
 from mgnet.data import EpochSampler, get_dataset
 from mgnet.data.device_loader import DeviceLoader, use_device_loader
 from mgnet.device import resolve_device
-from mgnet.errors import DivergenceError, quote
+from mgnet.errors import DivergenceError, first_line, quote
 from mgnet.log import get_logger
 from mgnet.models import count_parameters
 from mgnet.train import writers
@@ -343,10 +344,9 @@ def _check_forward(model: nn.Module, loader, device: torch.device, name: str) ->
         with torch.no_grad():
             model(x[:2].to(device))
     except RuntimeError as e:
-        first = str(e).strip().splitlines()[0]
         raise ValueError(
             f"model: {quote(name)} cannot take the data's {tuple(x.shape[1:])} inputs "
-            f"({first[:200]})"
+            f"({first_line(e)})"
         ) from None
 
 
