@@ -18,10 +18,50 @@ the table reports for each model
 Run (one benchmark at a time on a shared machine)::
 
     python benchmarks/darcy_operators.py --quick     # tiny sizes, seconds (a test runs it)
-    python benchmarks/darcy_operators.py             # 1000 / 100 / 100 samples, 6 epochs
+    python benchmarks/darcy_operators.py             # 1000 / 100 / 100 samples, 8 epochs
     python benchmarks/darcy_operators.py --train 1000 --epochs 100 --device cuda
 
-TABLE
+Measured with ``python benchmarks/darcy_operators.py`` (the defaults: 1000 train / 100 val
+/ 100 test at 65^2, solved at 129^2 with seed 0 in 154 s; 8 epochs, batch 10,
+channels-last, one thread; 27 minutes in all), one run on a 2-core VM shared with other
+jobs (load about 3), torch 2.14.1 CPU:
+
+    model         params   rel L2  rel H1   L2@129  H1@129  s/epoch  L2/fno time/fno
+    mgno         482,705   0.0378  0.2186   0.2024  0.7718     69.6    1.70     1.10
+    fno        2,368,001   0.0223  0.1456   0.0638  0.3052     63.4    1.00     1.00
+    fno_small    457,409   0.0323  0.1698   0.0606  0.2717     42.1    1.45     0.66
+    unet         482,449   0.0218  0.1327   0.3969  0.7009     11.1    0.98     0.18
+
+Test relative L2 after each epoch (metrics.jsonl, logged, never used for selection):
+
+    mgno       0.116 0.117 0.082 0.060 0.052 0.046 0.039 0.038  (train 0.0376, val 0.0377)
+    fno        0.109 0.081 0.046 0.037 0.027 0.024 0.023 0.022  (train 0.0178, val 0.0200)
+    fno_small  0.112 0.101 0.062 0.049 0.039 0.035 0.034 0.032
+    unet       0.102 0.129 0.082 0.033 0.030 0.032 0.022 0.022
+
+What this shows, and what it does not:
+
+* The issue's target (mgno at most 0.6x fno's test relative L2, with at most fno's
+  parameters and the same epochs) is NOT met in this CPU budget: after 8 epochs mgno's
+  error is 1.70x fno's (and 1.17x fno_small's, at the same parameter budget). In a first
+  2-epoch probe on the same data mgno was slightly ahead (0.0715 against 0.0762, 0.94x);
+  fno pulls ahead from the third epoch on. mgno's training and validation errors are
+  equal (0.0376 / 0.0377): it underfits, it does not overfit; in this regime the
+  question is how fast it optimises, not how well it generalises.
+* Learning rate: on 500 training samples, 3 epochs, a peak lr of 3e-3 instead of 1e-3
+  made fno better (test 0.096 -> 0.059) and mgno diverge (training relative L2 9.1 in the
+  second epoch, test 0.37 at the end). The deep linear compositions inside a V-cycle
+  (no normalisation between A, B, R and P) take a smaller step than FNO's layers; the
+  recipe keeps 1e-3, which both survive.
+SWEEP
+* Resolution transfer: fno and fno_small keep their error at 129^2 (their weights act on
+  physical frequencies); mgno (0.20) and unet (0.40) do not, as their learned 3 x 3
+  stencils are in grid units and represent another operator on a grid twice as fine.
+* Time: on this CPU an mgno epoch costs about an fno epoch (the V-cycle's 3 x 3
+  convolutions at width 24 against FFTs of width 32); unet is 6x cheaper. On a GPU FNO's
+  FFTs are cheap, so the ratios there will differ; run the longer comparison there:
+
+      python benchmarks/darcy_operators.py --train 1000 --epochs 100 -b 20 --device cuda
 """
 
 from __future__ import annotations
@@ -147,7 +187,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--train", type=int, default=1000, help="training samples")
     parser.add_argument("--val", type=int, default=100, help="validation samples")
     parser.add_argument("--test", type=int, default=100, help="test samples")
-    parser.add_argument("--epochs", type=int, default=6)
+    parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("-b", "--batch-size", type=int, default=10)
     parser.add_argument("--lr", type=float, default=None, help="(default: the recipe's)")
     parser.add_argument("--seed", type=int, default=0, help="data and training seed")
