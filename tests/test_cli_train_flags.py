@@ -33,6 +33,7 @@ TRAIN = [
     (["--in-channels", "1"], "in_channels", 1),
     (["--data", "cifar10"], "data", "cifar10"),
     (["--data-dir", "/data/x"], "data_dir", "/data/x"),
+    (["--data-kwargs", "stride=5", "n_train=1000"], "data_args", {"stride": 5, "n_train": 1000}),
     (["--download"], "download", True),
     (["--no-augment"], "augment", False),
     (["--epochs", "7"], "epochs", 7),
@@ -48,6 +49,7 @@ TRAIN = [
     (["--lr-gamma", "0.5"], "lr_gamma", 0.5),
     (["--warmup-epochs", "2"], "warmup_epochs", 2),
     (["--label-smoothing", "0.2"], "label_smoothing", 0.2),
+    (["--loss", "rel_h1"], "loss", "rel_h1"),
     (["--mixup", "0.4"], "mixup", 0.4),
     (["--cutmix", "1.0"], "cutmix", 1.0),
     (["--model-ema"], "model_ema", True),
@@ -104,6 +106,7 @@ def test_train_recipe_resume_and_test_only(tmp_path, monkeypatch, capsys):
 EVAL = [
     (["--data", "digits"], "data", "digits"),
     (["--data-dir", "/data/x"], "data_dir", "/data/x"),
+    (["--data-kwargs", "test_resolution=129"], "data_args", {"test_resolution": 129}),
     (["--split", "val"], "split", "val"),
     (["--device", "cpu"], "device", "cpu"),
     (["-b", "64"], "batch_size", 64),

@@ -9,7 +9,13 @@ random batch of another size -- with onnxruntime for ONNX (when installed), with
 above ``atol`` is an error, never a silently wrong file.
 
 ONNX uses torch's ``torch.export``-based exporter (it needs the ``onnxscript`` package;
-without it the older TorchScript-based exporter is used). TorchScript uses tracing: the
+without it the older TorchScript-based exporter is used). A model with FNO's spectral
+convolution is refused for ONNX in one line, before any export is tried: ONNX has no
+complex tensors, the older exporter has no FFT operators and the ``torch.export``-based
+one fails to decompose torch.fft's complex graph (torch 2.14); TorchScript exports it.
+A trained neural operator is exported with its pointwise normalisers
+(:class:`~mgnet.train.normalizer.NormalizedOperator`): the file maps the raw coefficient
+to the solution, at the grid size it was exported for. TorchScript uses tracing: the
 MgNet cycle's control flow depends only on the architecture, never on the data, so the
 trace is exact. (torch marks TorchScript as deprecated in favour of ``torch.export``; it
 is offered for runtimes that still load it, such as LibTorch in C++.)
@@ -93,6 +99,18 @@ def _check_args(
     return Path(path), shape
 
 
+def _check_onnx_ops(model: nn.Module) -> None:
+    """Refuse, in one line and before any export, a model ONNX cannot express."""
+    from mgnet.models.operators import SpectralConv2d
+
+    if any(isinstance(m, SpectralConv2d) for m in model.modules()):
+        raise ExportError(
+            "format: 'onnx' cannot hold FNO's spectral convolution (torch.fft on complex "
+            "tensors: ONNX has no complex type, and torch's ONNX exporters cannot decompose "
+            "it); accepted for this model: torchscript"
+        )
+
+
 def _export_onnx(model: nn.Module, example: Tensor, path: Path, opset: int | None) -> None:
     kwargs = {"input_names": ["images"], "output_names": ["logits"]}
     if opset is not None:
@@ -163,6 +181,8 @@ def export_model(
         opset: ONNX opset version (default: the exporter's).
     """
     path, shape = _check_args(model, path, format, input_shape)
+    if format == "onnx":
+        _check_onnx_ops(model)
     net = copy.deepcopy(model).to("cpu").float().eval()
     for p in net.parameters():
         p.requires_grad_(False)

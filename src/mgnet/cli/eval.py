@@ -1,10 +1,12 @@
-"""``mgnet eval``: top-1/top-5 accuracy and the confusion matrix of a trained checkpoint."""
+"""``mgnet eval``: top-1/top-5 accuracy and the confusion matrix of a trained checkpoint, or
+the relative L2 and H1 errors of a trained neural operator."""
 
 from __future__ import annotations
 
 import argparse
 
 from mgnet.cli import emit
+from mgnet.cli.train import key_value
 from mgnet.constants import SPLITS
 
 __all__ = ["add_parser", "run"]
@@ -13,14 +15,24 @@ __all__ = ["add_parser", "run"]
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "eval",
-        help="top-1/top-5 accuracy and confusion matrix of a trained checkpoint",
+        help="top-1/top-5 accuracy (classifier) or relative L2/H1 error (operator) of a "
+        "trained checkpoint",
         description="Rebuild the model of a `mgnet train` checkpoint (best.pt or "
         "checkpoint.pt), evaluate it on a split of a dataset, print top-1 and top-5 "
-        "accuracy, and write the figures with the confusion matrix as JSON and as a PNG.",
+        "accuracy, and write the figures with the confusion matrix as JSON and as a PNG; "
+        "for a neural operator print and write its mean relative L2 and H1 errors.",
     )
     p.add_argument("--checkpoint", required=True, metavar="PATH", help="best.pt or checkpoint.pt")
     p.add_argument("--data", help="registered dataset (default: the one trained on)")
     p.add_argument("--data-dir", help="folder of the dataset files (default: the run's)")
+    p.add_argument(
+        "--data-kwargs",
+        dest="data_args",
+        nargs="+",
+        type=key_value,
+        metavar="KEY=VALUE",
+        help="the dataset's options over the run's, e.g. test_resolution=129 (darcy)",
+    )
     p.add_argument("--split", default="test", choices=SPLITS, help="(default: test)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("-b", "--batch-size", type=int, default=256, help="(default: 256)")
@@ -40,7 +52,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mgnet.train.evaluation import evaluate_checkpoint
+    from mgnet.train.evaluation import OperatorEvalResult, evaluate_checkpoint
 
     r = evaluate_checkpoint(
         args.checkpoint,
@@ -52,7 +64,16 @@ def run(args: argparse.Namespace) -> int:
         out=args.out,
         plot=args.plot,
         force=args.force,
+        data_args=dict(args.data_args or []),
     )
+    if isinstance(r, OperatorEvalResult):
+        lines = [
+            f"{r.model} on {r.data} {r.split} ({r.count} samples, {r.resolution}x"
+            f"{r.resolution}): relative L2 {r.rel_l2:.4g}  relative H1 {r.rel_h1:.4g}",
+            f"wrote {r.json_path}",
+        ]
+        emit(r.to_dict(), lines, args.json)
+        return 0
     png = "" if r.png_path else " (no PNG: matplotlib is not installed)" if args.plot else ""
     lines = [
         f"{r.model} on {r.data} {r.split} ({r.count} images): top-1 {r.top1:.2f}%  "

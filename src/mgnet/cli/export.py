@@ -1,4 +1,5 @@
-"""``mgnet export``: a trained classifier as ONNX or TorchScript, checked against PyTorch."""
+"""``mgnet export``: a trained classifier or neural operator as ONNX or TorchScript, checked
+against PyTorch."""
 
 from __future__ import annotations
 
@@ -13,10 +14,12 @@ __all__ = ["add_parser", "run"]
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "export",
-        help="export a trained classifier to ONNX or TorchScript",
+        help="export a trained classifier or neural operator to ONNX or TorchScript",
         description="Rebuild the model of a `mgnet train` checkpoint, write it as ONNX or "
-        "TorchScript (dynamic batch, the dataset's image size), then run the written file "
-        "(onnxruntime / torch.jit) and compare its logits with PyTorch's.",
+        "TorchScript (dynamic batch, the dataset's image size; an operator: the grid it "
+        "was trained on, with its normalisers, raw coefficient in, solution out), then run "
+        "the written file (onnxruntime / torch.jit) and compare its outputs with PyTorch's. "
+        "FNO's spectral convolution (torch.fft) does not export to ONNX: use torchscript.",
     )
     p.add_argument("--checkpoint", required=True, metavar="PATH", help="best.pt or checkpoint.pt")
     p.add_argument("--format", default="onnx", choices=EXPORT_FORMATS)
@@ -60,10 +63,11 @@ def run(args: argparse.Namespace) -> int:
     if args.input_size is not None:
         shape = (*shape[:2], args.input_size, args.input_size)
     result = export_model(model, out, args.format, shape, check=args.check, atol=args.atol)
+    what = "output" if getattr(model, "resolution", None) else "logit"  # operator | classifier
     check = (
         "not checked"
         if result.max_abs_diff is None
-        else f"max |logit difference| {result.max_abs_diff:.2e} vs PyTorch"
+        else f"max |{what} difference| {result.max_abs_diff:.2e} vs PyTorch"
     )
     print(
         f"exported {cfg['model']} ({cfg['data']}, input {shape}) to {str(result.path)!r} "

@@ -115,6 +115,7 @@ def _inspect_classifier(args: argparse.Namespace) -> tuple[dict, list[str]]:
     """One image through a classifier's cycle: its figures and lines."""
     from mgnet import visualize as mi
 
+    _refuse_operator(args)
     if args.checkpoint:
         model, config = mi.model_from_checkpoint(args.checkpoint, args.model)
     else:
@@ -161,3 +162,22 @@ def _inspect_classifier(args: argparse.Namespace) -> tuple[dict, list[str]]:
         what = "start" if e["phase"] == "start" else f"step {e['step']}"
         lines.append(f"  level {e['level']} {what:<7} ||f - A u|| = {e['residual']:.4g}")
     return summary, lines
+
+
+def _refuse_operator(args: argparse.Namespace) -> None:
+    """A neural operator (by name, or a run on operator data) has no image and no classes
+    to inspect: one line, before anything is loaded."""
+    from mgnet.models import model_info
+
+    name = args.model
+    if name is None:
+        from mgnet.train.checkpoint import load_checkpoint
+
+        config = load_checkpoint(args.checkpoint, strict=False).get("config")
+        name = config.get("model") if isinstance(config, dict) else None
+    if isinstance(name, str) and model_info(name).is_operator:
+        flag = "--model" if args.model else "--checkpoint"
+        raise UserError(
+            f"{flag}: {name!r} is a neural operator (a field to a field); inspect shows a "
+            "classifier's cycle on an image; evaluate an operator with mgnet eval"
+        )

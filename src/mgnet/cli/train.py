@@ -1,4 +1,6 @@
-"""``mgnet train``: train a classifier; flags override a recipe, which overrides defaults."""
+"""``mgnet train``: train a classifier or a neural operator; flags override a recipe, which
+overrides the data's defaults (its packaged recipe, e.g. ``darcy_operator`` for
+``--data darcy``), which override TrainConfig's."""
 
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ from mgnet.cli import UserError
 __all__ = ["add_parser", "run"]
 
 
-def _key_value(text: str) -> tuple[str, object]:
+def key_value(text: str) -> tuple[str, object]:
     """``KEY=VALUE`` with VALUE read as JSON where it parses (``width=32``, ``blocks=[2,2]``)."""
     key, sep, value = text.partition("=")
     if not sep or not key.isidentifier():
@@ -25,6 +27,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     from mgnet.train.config import (
         AMP_MODES,
         LOADERS,
+        LOSSES,
         OPTIMIZERS,
         PROTOCOLS,
         SCHEDULERS,
@@ -35,12 +38,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     d = TrainConfig()
     p = sub.add_parser(
         "train",
-        help="train a classifier (default: a small MgNet on the embedded 8x8 digits)",
+        help="train a classifier or a neural operator (default: a small MgNet on the "
+        "embedded 8x8 digits)",
         description="Train a registered model (or an MgNet spec string) on a registered "
-        "dataset. Writes config.json, metrics.jsonl, checkpoint.pt (every epoch), best.pt "
-        "(best validation accuracy) and results.json (test accuracy of the model chosen on "
-        "the validation split) to the output directory. Precedence: defaults < -c recipe < "
-        "flags.",
+        "dataset: a classifier on images, or a neural operator (mgno, fno, fno_small, unet) "
+        "on --data darcy. Writes config.json, metrics.jsonl, checkpoint.pt (every epoch), "
+        "best.pt (best validation accuracy, or lowest validation relative L2) and "
+        "results.json (test figures of the model chosen on the validation split) to the "
+        "output directory. Precedence: defaults < the data's recipe (darcy: darcy_operator) "
+        "< -c recipe < flags.",
     )
     arg = p.add_argument
     arg(
@@ -55,13 +61,22 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--model-kwargs",
         dest="model_args",
         nargs="+",
-        type=_key_value,
+        type=key_value,
         metavar="KEY=VALUE",
         help="overrides for create_model, e.g. width=32 or spec='mgnet[2,2]-32'",
     )
     arg("--in-channels", type=int, help="input channels (default: the data's)")
     arg("--data", help=f"registered dataset (default: {d.data})")
     arg("--data-dir", help="folder of the dataset files (datasets that live in files)")
+    arg(
+        "--data-kwargs",
+        dest="data_args",
+        nargs="+",
+        type=key_value,
+        metavar="KEY=VALUE",
+        help="the dataset's options, e.g. for darcy stride=5 (Li et al.'s 421 -> 85), "
+        "n_train=1000, n_test=100, val=100, resolution=33, test_resolution=129",
+    )
     arg("--download", action="store_true", default=None, help="fetch missing dataset files")
     arg(
         "--no-augment",
@@ -87,6 +102,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     arg("--lr-gamma", type=float, help=f"factor per step of 'step' (default: {d.lr_gamma})")
     arg("--warmup-epochs", type=int, help=f"linear warm-up (default: {d.warmup_epochs})")
     arg("--label-smoothing", type=float, help=f"(default: {d.label_smoothing})")
+    arg(
+        "--loss",
+        choices=LOSSES,
+        help="auto: cross_entropy for classification data, rel_l2 (relative L2 error) for "
+        "operator data; rel_h1: the relative H1 error",
+    )
     arg("--mixup", type=float, metavar="ALPHA", help="mixup with Beta(ALPHA, ALPHA); 0: off")
     arg("--cutmix", type=float, metavar="ALPHA", help="CutMix with Beta(ALPHA, ALPHA); 0: off")
     arg(
@@ -150,11 +171,13 @@ def train_config(args: argparse.Namespace):
     (``-c``) < flags, or the stored config of ``--resume DIR`` with runtime flags. A fresh
     run without ``-o`` gets ``output_dir=""``: :func:`run` claims its folder."""
     from mgnet.train import TrainConfig, load_recipe, resume_config
+    from mgnet.train.task import task_defaults
 
     control = {"config", "resume", "test_only", "run", "command", "debug"}
     flags = {k: v for k, v in vars(args).items() if k not in control and v is not None}
-    if "model_args" in flags:
-        flags["model_args"] = dict(flags["model_args"])
+    for key in ("model_args", "data_args"):
+        if key in flags:
+            flags[key] = dict(flags[key])
     if args.test_only and not args.resume:
         raise UserError("--test-only needs --resume DIR, the run whose model to test")
     if args.resume:
@@ -162,7 +185,8 @@ def train_config(args: argparse.Namespace):
             raise UserError("--resume continues a run with its stored config; leave -c out")
         return resume_config(args.resume, flags)
     values = {**(load_recipe(args.config) if args.config else {}), **flags}
-    return TrainConfig.from_dict({"output_dir": "", **values})
+    defaults = task_defaults(values.get("data", TrainConfig.data))
+    return TrainConfig.from_dict({"output_dir": "", **defaults, **values})
 
 
 def run(args: argparse.Namespace) -> int:

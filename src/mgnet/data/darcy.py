@@ -38,7 +38,8 @@ Conventions here:
 Reading: :func:`read_darcy_mat` reads these files and Li et al.'s published ones
 (``piececonst_r421_N1024_smooth1.mat``: (1024, 421, 421), float64, v5; v7.3/HDF5 files
 need h5py), with optional subsampling by a stride; :class:`DarcyDataset` yields
-(coefficient, solution) tensors shaped (1, s, s).
+(coefficient, solution) tensors shaped (1, s, s); :func:`darcy_splits` makes the
+train/val/test splits of a data folder that ``mgnet train --data darcy`` trains on.
 """
 
 from __future__ import annotations
@@ -74,6 +75,8 @@ __all__ = [
     "write_darcy_mat",
     "read_darcy_mat",
     "load_darcy",
+    "darcy_splits",
+    "DARCY_OPTIONS",
 ]
 
 RESOLUTIONS = (33, 65, 129, 257, 513)
@@ -737,4 +740,79 @@ def load_darcy(
     raise FileNotFoundError(
         f"data_dir: no {' or '.join(repr(p.name) for p in candidates)} in {str(root)!r} "
         f"(generate one with `mgnet data darcy -o {root}`)"
+    )
+
+
+#: the keyword options of :func:`darcy_splits` (``mgnet train --data-kwargs KEY=VALUE``)
+DARCY_OPTIONS = ("stride", "resolution", "n_train", "n_test", "val", "test_resolution")
+#: without ``val``, one training sample in VAL_EVERY is held out for validation
+VAL_EVERY = 10
+
+
+def _option_count(value: Any, name: str, low: int) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < low:
+        raise ValueError(f"{name}: expected an integer >= {low}, got {value!r:.60}")
+    return int(value)
+
+
+def darcy_splits(
+    root: str | Path,
+    holdout: bool = True,
+    stride: int | None = None,
+    resolution: int | None = None,
+    n_train: int | None = None,
+    n_test: int | None = None,
+    val: int | None = None,
+    test_resolution: int | None = None,
+) -> tuple[DarcyDataset, DarcyDataset, DarcyDataset]:
+    """(train, val, test) of a Darcy data folder, for operator learning.
+
+    ``ROOT/train.mat`` (or Li et al.'s ``piececonst_r421_N1024_smooth1.mat``) gives train
+    and val, ``ROOT/test.mat`` (or ``..._smooth2.mat``) the test split. ``stride`` or
+    ``resolution`` subsample both files (:func:`read_darcy_mat`; Li et al.: stride 5,
+    421 -> 85); ``n_train`` / ``n_test`` keep the first samples of each file (Li et al.:
+    1000 and 100; asking for more than a file holds is an error). ``val``: the last
+    ``val`` samples of the (kept) training samples are the validation split (default:
+    one in :data:`VAL_EVERY`, at least one); ``holdout=False`` keeps none.
+    ``test_resolution`` R: the test split at R nodes per side, from ``ROOT/test_R.mat``
+    when there is one (``mgnet data darcy --test-resolutions``), else ``test.mat``
+    subsampled to R (``stride``/``resolution`` then apply to the training file only).
+    """
+    n_train = _option_count(n_train, "n_train", 1)
+    n_test = _option_count(n_test, "n_test", 1)
+    val = _option_count(val, "val", 0)
+    train = load_darcy(root, "train", stride=stride, resolution=resolution, limit=n_train)
+    if test_resolution is None:
+        test = load_darcy(root, "test", stride=stride, resolution=resolution, limit=n_test)
+    else:
+        r = _option_count(test_resolution, "test_resolution", 2)
+        own = Path(root) / f"test_{r}.mat"
+        split, kwargs = (own.stem, {}) if own.is_file() else ("test", {"resolution": r})
+        test = load_darcy(root, split, limit=n_test, **kwargs)
+    for name, asked, ds in (("n_train", n_train, train), ("n_test", n_test, test)):
+        if asked is not None and len(ds) < asked:
+            raise ValueError(
+                f"{name}: {asked} samples asked for, the {'train' if ds is train else 'test'} "
+                f"file of {str(root)!r} holds {len(ds)}"
+            )
+    if not holdout:
+        if val:
+            raise ValueError(
+                f"val: {val} validation samples asked for, but this run keeps no validation "
+                "split (--protocol paper); leave val out"
+            )
+        return train, DarcyDataset(train.coeff[:0], train.sol[:0]), test
+    v = max(len(train) // VAL_EVERY, 1) if val is None else val
+    if v >= len(train):
+        raise ValueError(
+            f"val: {v} validation samples leave none of the {len(train)} training samples "
+            f"to train on; accepted: 0 to {len(train) - 1}"
+        )
+    k = len(train) - v
+    return (
+        DarcyDataset(train.coeff[:k], train.sol[:k]),
+        DarcyDataset(train.coeff[k:], train.sol[k:]),
+        test,
     )

@@ -21,6 +21,13 @@ Registered now:
   files in torchvision's layouts under ``root``, described by the one table of
   :mod:`mgnet.data.vision` (statistics, split, augmentation) and registered here.
 
+* ``darcy`` (``task="operator"``): pairs (coefficient, solution) of Darcy flow from
+  ``root/train.mat`` and ``root/test.mat`` (``mgnet data darcy``, or Li et al.'s
+  published files), read by :func:`mgnet.data.darcy.darcy_splits`; its ``options``
+  (``stride``, ``resolution``, ``n_train``, ``n_test``, ``val``, ``test_resolution``)
+  come from ``TrainConfig.data_args``. It has no classes and no per-channel statistics:
+  an operator run normalises pointwise with the training split's statistics.
+
 Another dataset plugs in as one more :func:`register_dataset` call whose ``build`` returns
 the three splits; the training loop does not change.
 """
@@ -31,6 +38,7 @@ import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -109,11 +117,16 @@ Stats = tuple[tuple[float, ...], tuple[float, ...]]
 class DatasetInfo:
     """One dataset, its statistics, split and augmentation, in one place.
 
-    ``build(root, download, augment, holdout, stats)`` returns ``(train, val, test)``
-    datasets of normalized ``(image, label)`` pairs; only ``train`` is augmented, and only
-    when ``augment`` is true. ``holdout=False`` keeps no validation split (``val`` is
-    empty, ``train`` holds every training image); ``stats`` is ``(mean, std)`` to normalize
-    with instead of the dataset's own ``mean`` and ``std`` (None: the dataset's).
+    ``build(root, download, augment, holdout, stats, **options)`` returns ``(train, val,
+    test)`` datasets of normalized ``(image, label)`` pairs; only ``train`` is augmented,
+    and only when ``augment`` is true. ``holdout=False`` keeps no validation split (``val``
+    is empty, ``train`` holds every training image); ``stats`` is ``(mean, std)`` to
+    normalize with instead of the dataset's own ``mean`` and ``std`` (None: the dataset's).
+
+    ``task``: ``"classification"`` (images and labels) or ``"operator"`` (pairs of fields,
+    input and target, for the neural operators); ``options``: the keyword options
+    ``build`` accepts (``get_dataset(..., options=)``); ``recipe``: the packaged recipe
+    whose values are a command line's defaults for this dataset (None: TrainConfig's).
     """
 
     name: str
@@ -125,9 +138,15 @@ class DatasetInfo:
     std: tuple[float, ...]
     split: dict[str, int]
     augmentation: str
-    build: Callable[
-        [str | None, bool, bool, bool, Stats | None], tuple[Dataset, Dataset, Dataset]
-    ] = field(repr=False)
+    build: Callable[..., tuple[Dataset, Dataset, Dataset]] = field(repr=False)
+    task: str = "classification"
+    options: tuple[str, ...] = ()
+    recipe: str | None = None
+
+    @property
+    def is_operator(self) -> bool:
+        """Whether the data are pairs of fields (for neural operators), not labelled images."""
+        return self.task == "operator"
 
 
 @dataclass
@@ -174,6 +193,7 @@ def get_dataset(
     holdout: bool = True,
     mean: Sequence[float] | None = None,
     std: Sequence[float] | None = None,
+    options: dict[str, Any] | None = None,
 ) -> DataSplits:
     """Load dataset ``name`` as normalized train/val/test splits.
 
@@ -186,11 +206,29 @@ def get_dataset(
             trains on all of them and leaves ``val`` empty.
         mean, std: per-channel statistics to normalize with instead of the dataset's
             (both or neither; one value per channel, std > 0).
+        options: the dataset's own keyword options (``DatasetInfo.options``), e.g.
+            ``{"stride": 5}`` for ``darcy``.
     """
     info = dataset_info(name)
     stats = _check_stats(info, mean, std)
-    train, val, test = info.build(root, download, augment, holdout, stats)
+    options = _check_options(info, options)
+    train, val, test = info.build(root, download, augment, holdout, stats, **options)
     return DataSplits(info, train, val, test)
+
+
+def _check_options(info: DatasetInfo, options: dict[str, Any] | None) -> dict[str, Any]:
+    if not options:
+        return {}
+    if not isinstance(options, dict):
+        raise TypeError(f"data_args: expected a dict of options, got {type(options).__name__}")
+    unknown = sorted(str(k)[:40] for k in options if k not in info.options)
+    if unknown:
+        accepted = ", ".join(info.options) or "none"
+        raise ValueError(
+            f"data_args: data {info.name!r} does not accept {', '.join(unknown)}; "
+            f"accepted: {accepted}"
+        )
+    return dict(options)
 
 
 def _check_stats(
@@ -200,6 +238,11 @@ def _check_stats(
         return None
     if mean is None or std is None:
         raise ValueError("mean, std: give both (one value per channel) or neither")
+    if info.is_operator:
+        raise ValueError(
+            f"mean, std: data {info.name!r} is normalised pointwise with the statistics of "
+            "its training split; per-channel constants are not accepted"
+        )
     c = info.in_channels
     for label, values in (("mean", mean), ("std", std)):
         if len(values) != c:
@@ -306,3 +349,48 @@ def _register_vision() -> None:
 
 
 _register_vision()
+
+
+# ------------------------------------------------------------------------ Darcy flow
+def _build_darcy(
+    root: str | None, download: bool, augment: bool, holdout: bool, stats: Stats | None, **options
+):
+    from mgnet.data.darcy import darcy_splits
+
+    if download:
+        raise ValueError(
+            "download: Darcy data are generated, not downloaded: mgnet data darcy -o DIR, "
+            "then --data-dir DIR"
+        )
+    if root is None:
+        raise ValueError(
+            "data_dir: data 'darcy' lives in files; give the folder of train.mat and "
+            "test.mat (written by mgnet data darcy, or Li et al.'s published files)"
+        )
+    return darcy_splits(root, holdout=holdout, **options)
+
+
+def _register_darcy() -> None:
+    from mgnet.data.darcy import DARCY_OPTIONS
+
+    register_dataset(
+        DatasetInfo(
+            name="darcy",
+            description="Darcy flow, coefficient -> solution, (1, s, s) fields from "
+            "train.mat/test.mat (mgnet data darcy, or Li et al.'s files; --data-dir)",
+            num_classes=0,
+            in_channels=1,
+            input_size=65,
+            mean=(),
+            std=(),
+            split={"train": 900, "val": 100, "test": 100},
+            augmentation="none",
+            build=_build_darcy,
+            task="operator",
+            options=DARCY_OPTIONS,
+            recipe="darcy_operator",
+        )
+    )
+
+
+_register_darcy()

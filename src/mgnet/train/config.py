@@ -27,14 +27,17 @@ __all__ = [
     "AMP_MODES",
     "DEVICES",
     "PROTOCOLS",
+    "LOSSES",
 ]
 
-OPTIMIZERS = ("sgd", "adamw")
+OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULERS = ("cosine", "step", "onecycle", "none")
 AMP_MODES = ("none", "bf16", "fp16")
 LOADERS = ("auto", "device", "torch")
 DEVICES = ("auto", "cpu", "cuda", "cuda:N")
 PROTOCOLS = ("val", "paper")
+# the training loss (mgnet.train.task.LOSSES; auto: the task's own)
+LOSSES = ("auto", "cross_entropy", "rel_l2", "rel_h1")
 
 # Recipes (load_recipe): file suffixes, and what one may hold at most.
 RECIPE_SUFFIXES = (".yaml", ".yml", ".json")
@@ -63,12 +66,17 @@ class TrainConfig:
     Model and data: ``model`` (registry name or MgNet spec string), ``model_args`` (keyword
     overrides for ``create_model``, e.g. ``{"width": 32}``), ``in_channels`` (None: the
     data's channels; anything else must match them), ``data`` (registry name),
-    ``data_dir`` and ``download`` (for datasets that live in files), ``augment``.
+    ``data_dir`` and ``download`` (for datasets that live in files), ``augment``,
+    ``data_args`` (the dataset's own options, e.g. ``{"stride": 5}`` for ``darcy``; see
+    ``DatasetInfo.options``).
 
     Recipe: ``epochs``, ``batch_size``, ``lr``, ``momentum``, ``weight_decay``,
-    ``optimizer`` (sgd | adamw), ``lr_scheduler`` (cosine | step | onecycle | none) with
+    ``optimizer`` (sgd | adam | adamw; ``adam`` adds the weight decay to the gradient,
+    ``adamw`` decouples it), ``lr_scheduler`` (cosine | step | onecycle | none) with
     ``lr_step_size``/``lr_gamma`` for ``step`` and ``warmup_epochs`` (linear warm-up before
-    cosine or step), ``label_smoothing``.
+    cosine or step), ``label_smoothing`` (classification only), ``loss`` (auto |
+    cross_entropy | rel_l2 | rel_h1: auto is cross-entropy for classification data and
+    the relative L2 error for operator data such as ``darcy``).
 
     Execution: ``seed``, ``device`` (auto | cpu | cuda | cuda:N), ``amp`` (none | bf16 |
     fp16), ``channels_last``, ``workers`` (DataLoader processes), ``loader`` (auto |
@@ -100,6 +108,7 @@ class TrainConfig:
     in_channels: int | None = None
     data: str = "digits"
     data_dir: str | None = None
+    data_args: dict[str, Any] = field(default_factory=dict)
     download: bool = False
     augment: bool = True
     epochs: int = 30
@@ -113,6 +122,7 @@ class TrainConfig:
     lr_gamma: float = 0.1
     warmup_epochs: int = 0
     label_smoothing: float = 0.1
+    loss: str = "auto"
     mixup: float = 0.0
     cutmix: float = 0.0
     model_ema: bool = False
@@ -173,6 +183,7 @@ class TrainConfig:
                 f"an integer in [0, epochs={self.epochs})",
             ),
             ("label_smoothing", 0 <= self.label_smoothing < 1, "a number in [0, 1)"),
+            ("loss", self.loss in LOSSES, ", ".join(LOSSES)),
             ("mixup", self.mixup >= 0, "a number >= 0 (0: off)"),
             ("cutmix", self.cutmix >= 0, "a number >= 0 (0: off)"),
             ("model_ema_decay", 0 < self.model_ema_decay < 1, "a number in (0, 1)"),
@@ -187,6 +198,7 @@ class TrainConfig:
             ("loader", self.loader in LOADERS, ", ".join(LOADERS)),
             ("threads", self.threads >= 0, "an integer >= 0 (0: torch's default)"),
             ("model_args", isinstance(self.model_args, dict), "a dict of keyword arguments"),
+            ("data_args", isinstance(self.data_args, dict), "a dict of the dataset's options"),
             ("protocol", self.protocol in PROTOCOLS, ", ".join(PROTOCOLS)),
             (
                 "std",

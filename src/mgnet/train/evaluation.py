@@ -1,5 +1,7 @@
 """Evaluate a trained checkpoint on a dataset split: top-1 and top-5 accuracy, mean
-cross-entropy, and the confusion matrix (as JSON, and as a PNG when matplotlib is there).
+cross-entropy, and the confusion matrix (as JSON, and as a PNG when matplotlib is there);
+for a neural operator (a run on operator data such as ``darcy``), the mean relative L2 and
+H1 errors (:class:`OperatorEvalResult`, as JSON).
 
 The model is rebuilt from the checkpoint's own config (model name, overrides, the data it
 was trained on, the number of classes it was built for) and checked against the data it
@@ -27,7 +29,14 @@ from mgnet.plotting import figure, save_png
 from mgnet.train.loading import load_trained_model
 from mgnet.train.rundir import check_output
 
-__all__ = ["EvalResult", "evaluate_checkpoint", "load_trained_model", "plot_confusion", "SPLITS"]
+__all__ = [
+    "EvalResult",
+    "OperatorEvalResult",
+    "evaluate_checkpoint",
+    "load_trained_model",
+    "plot_confusion",
+    "SPLITS",
+]
 
 
 @dataclass
@@ -56,6 +65,28 @@ class EvalResult:
         return asdict(self)
 
 
+@dataclass
+class OperatorEvalResult:
+    """What :func:`evaluate_checkpoint` measured for a neural operator: the mean relative
+    L2 and H1 errors over ``count`` samples of a split whose grids have ``resolution``
+    points per side (the model's normalisers were fitted at ``trained_resolution``)."""
+
+    checkpoint: str
+    model: str
+    data: str
+    split: str
+    count: int
+    rel_l2: float
+    rel_h1: float
+    resolution: int
+    trained_resolution: int | None
+    data_args: dict[str, Any]
+    json_path: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
 def evaluate_checkpoint(
     checkpoint: str | Path,
     data: str | None = None,
@@ -66,8 +97,10 @@ def evaluate_checkpoint(
     out: str | Path | None = None,
     plot: bool = True,
     force: bool = False,
-) -> EvalResult:
-    """Top-1/top-5 accuracy, loss and confusion matrix of a ``mgnet train`` checkpoint.
+    data_args: dict[str, Any] | None = None,
+) -> EvalResult | OperatorEvalResult:
+    """Top-1/top-5 accuracy, loss and confusion matrix of a ``mgnet train`` checkpoint;
+    for an operator run, its relative L2 and H1 errors (:class:`OperatorEvalResult`).
 
     The model runs as in its run: the run's mixed precision (``amp``) and memory format
     (``channels_last``), batches copied asynchronously from pinned memory on CUDA.
@@ -84,6 +117,8 @@ def evaluate_checkpoint(
             run folder (``results.json``, ...) is refused unless ``force``.
         plot: also draw the confusion matrix as a PNG (needs matplotlib).
         force: overwrite ``out`` even when it is a file of a run folder.
+        data_args: the dataset's options over the run's own (``cfg.data_args``), e.g.
+            ``{"test_resolution": 129}`` to test a Darcy model at another resolution.
     """
     from mgnet.data import get_dataset
     from mgnet.device import resolve_device
@@ -105,12 +140,17 @@ def evaluate_checkpoint(
     model, cfg, trained_on = trained.model, trained.config, trained.info
     name = data or cfg.data
     same_data = name == cfg.data
+    options = {**(cfg.data_args if same_data else {}), **(data_args or {})}
+    if trained_on.is_operator:
+        return _evaluate_operator(trained, name, data_dir, split, dev, batch_size, options,
+                                  json_path, force)  # fmt: skip
     splits = get_dataset(
         name,
         root=data_dir or cfg.data_dir,
         augment=False,
         mean=cfg.mean if same_data else None,
         std=cfg.std if same_data else None,
+        options=options,
     )
     info = splits.info
     dataset = splits.test if split == "test" else splits.val
@@ -176,6 +216,59 @@ def evaluate_checkpoint(
         png_path = json_path.with_suffix(".png")
         if plot_confusion(m["confusion"], classes, png_path, title=_title(result)):
             result.png_path = str(png_path)
+    json_path.write_text(json.dumps(result.to_dict(), indent=2) + "\n")
+    return result
+
+
+def _evaluate_operator(
+    trained: Any,
+    name: str,
+    data_dir: str | None,
+    split: str,
+    dev: torch.device,
+    batch_size: int,
+    options: dict[str, Any],
+    json_path: Path | None,
+    force: bool,
+) -> OperatorEvalResult:
+    """The relative L2 and H1 errors of an operator run's model on ``split`` of ``name``."""
+    from mgnet.data import get_dataset
+    from mgnet.train.task import check_model_for_data, evaluate_operator
+
+    cfg, path = trained.config, trained.path
+    check_model_for_data(cfg.model, name)  # operator data only
+    splits = get_dataset(name, root=data_dir or cfg.data_dir, augment=False, options=options)
+    dataset = splits.test if split == "test" else splits.val
+    if len(dataset) == 0:
+        raise ValueError(f"split: the {split!r} split of {name!r} holds no samples")
+    side = int(dataset[0][0].shape[-1])
+    if not trained.model.accepts(side):
+        raise ValueError(
+            f"data: the {split!r} split of {name!r} is {side}x{side}; the model of "
+            f"{quote(str(path))} takes sides {trained.model.sides_accepted()}"
+        )
+    model = trained.model.to(dev).eval()
+    if cfg.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    pin = dev.type == "cuda"
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, pin_memory=pin)
+    m = evaluate_operator(model, loader, dev, cfg.amp, cfg.channels_last)
+    result = OperatorEvalResult(
+        checkpoint=str(path),
+        model=cfg.model,
+        data=name,
+        split=split,
+        count=m["count"],
+        rel_l2=m["rel_l2"],
+        rel_h1=m["rel_h1"],
+        resolution=side,
+        trained_resolution=trained.model.resolution,
+        data_args=options,
+    )
+    if json_path is None:
+        json_path = check_output(path.with_name(f"eval-{name}-{split}-{side}.json"), force, "out")
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    result.json_path = str(json_path)
     json_path.write_text(json.dumps(result.to_dict(), indent=2) + "\n")
     return result
 

@@ -35,19 +35,27 @@ from mgnet.errors import first_line, quote
 from mgnet.models import create_model
 from mgnet.train.checkpoint import CheckpointError, load_checkpoint
 from mgnet.train.config import TrainConfig
+from mgnet.train.task import check_model_for_data, wrap_model
 
 __all__ = ["TrainedModel", "build_model", "evaluated_weights", "load_trained_model"]
 
 
 def build_model(cfg: TrainConfig, info: DatasetInfo, num_classes: int | None = None) -> nn.Module:
     """The model of ``cfg`` for dataset ``info`` (``num_classes``: the classes actually
-    found, where they depend on the files); a mismatch is a one-line ValueError."""
+    found, where they depend on the files); a mismatch is a one-line ValueError.
+
+    For operator data (``info.is_operator``) the operator comes between its pointwise
+    normalisers (:func:`~mgnet.train.task.wrap_model`), not yet fitted; the trainer fits
+    them on the training split, a checkpoint brings its own."""
     if cfg.in_channels is not None and cfg.in_channels != info.in_channels:
         raise ValueError(
             f"in_channels: {cfg.in_channels} does not match data {info.name!r}, "
             f"which has {info.in_channels} channel(s); accepted: "
             f"{info.in_channels} (or leave it out)"
         )
+    if check_model_for_data(cfg.model, info.name):
+        net = create_model(cfg.model, in_channels=info.in_channels, **cfg.model_args)
+        return wrap_model(net, is_operator=True)
     model = create_model(
         cfg.model,
         num_classes=num_classes or info.num_classes,
@@ -94,10 +102,12 @@ class TrainedModel:
 
     @property
     def input_shape(self) -> tuple[int, ...] | None:
-        """``(1, C, S, S)`` of the data the model was trained on."""
+        """``(1, C, S, S)`` of the data the model was trained on (an operator: the grid
+        of its normalisers' statistics)."""
         if self.info is None:
             return None
-        return (1, self.info.in_channels, self.info.input_size, self.info.input_size)
+        side = getattr(self.model, "resolution", None) or self.info.input_size
+        return (1, self.info.in_channels, side, side)
 
 
 def _num_classes(state: dict, weights: dict) -> int | None:

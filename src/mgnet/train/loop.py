@@ -285,6 +285,7 @@ def _loaders(cfg: TrainConfig, dist_info: DistInfo, device: torch.device):
         holdout=cfg.protocol == "val",
         mean=cfg.mean,
         std=cfg.std,
+        options=cfg.data_args,
     )
     world, rank = dist_info.world_size, dist_info.rank
     pin = device.type == "cuda"
@@ -453,9 +454,12 @@ class Trainer:
 
         # the classes actually present (an image folder has its own), not only the table's
         self.num_classes = (
-            getattr(self.splits.train, "num_classes", None) or self.splits.info.num_classes
+            None
+            if self.splits.info.is_operator
+            else getattr(self.splits.train, "num_classes", None) or self.splits.info.num_classes
         )
-        model = build_model(cfg, self.splits.info, self.num_classes).to(device)
+        model = build_model(cfg, self.splits.info, self.num_classes)
+        model = self.task.set_up_model(model, self.splits, cfg.model).to(device)
         if cfg.channels_last:
             model = model.to(memory_format=torch.channels_last)
         _check_forward(model, self.select_loader, device, cfg.model)
@@ -484,6 +488,10 @@ class Trainer:
         if cfg.optimizer == "sgd":
             self.optimizer = torch.optim.SGD(
                 model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
+            )
+        elif cfg.optimizer == "adam":
+            self.optimizer = torch.optim.Adam(
+                model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay
             )
         else:
             self.optimizer = torch.optim.AdamW(
@@ -637,23 +645,32 @@ class Trainer:
         """Validate (test, with the paper protocol), log, keep the best model, write the
         checkpoint; then the epoch counts as done."""
         cfg, task, epoch = self.cfg, self.task, self.epoch
-        result = task.evaluate(
-            self.eval_net,
-            self.select_loader,
-            device=self.device,
-            amp=cfg.amp,
-            channels_last=cfg.channels_last,
-            dist_info=self.dist,
-            pad_to=self.pad_to,
-        )
+
+        def evaluate_on(loader) -> dict:
+            return task.evaluate(
+                self.eval_net,
+                loader,
+                device=self.device,
+                amp=cfg.amp,
+                channels_last=cfg.channels_last,
+                dist_info=self.dist,
+                pad_to=self.pad_to,
+            )
+
+        result = evaluate_on(self.select_loader)
         key = f"{self.split}_{task.score}"
         is_best = task.improves(result[task.score], self.best.get(key))
         if is_best:
             self.best = {key: result[task.score], "epoch": epoch + 1}
+        reported = {}  # the test split after every epoch, where the task asks: never selects
+        if getattr(task, "test_every_epoch", False) and self.split != "test":
+            test = evaluate_on(self.test_loader)
+            reported = {f"test_{name}": test[name] for name in task.metrics}
         row = {
             "epoch": epoch + 1,
             **task.train_metrics(stats["sums"], stats["count"]),
             **{f"{self.split}_{name}": result[name] for name in task.metrics},
+            **reported,
             "lr": stats["lr"],
             "images_per_s": stats["count"] / max(stats["time"], 1e-9),
             "epoch_time_s": time.perf_counter() - stats["t_epoch"],
@@ -827,25 +844,27 @@ def test_checkpoint(cfg: TrainConfig) -> dict:
     out = Path(cfg.output_dir)
     path = out / "best.pt" if (out / "best.pt").exists() else out / "checkpoint.pt"
     trained = load_trained_model(path)
+    task = make_task(cfg)
     with _torch_settings(cfg, device):
         torch.manual_seed(cfg.seed)
         _, _, _, test_loader = _loaders(cfg, DistInfo(), device)
         model = trained.model.to(device)
         if cfg.channels_last:
             model = model.to(memory_format=torch.channels_last)
-        test = evaluate(model, test_loader, device, cfg.amp, cfg.channels_last)
+        test = task.evaluate(
+            model, test_loader, device=device, amp=cfg.amp, channels_last=cfg.channels_last
+        )
     result = {
         "model": cfg.model,
         "data": cfg.data,
         "checkpoint": str(path),
         "epoch": trained.epoch,
-        "test_accuracy": test["accuracy"],
-        "test_loss": test["loss"],
+        **{f"test_{name}": test[name] for name in task.metrics},
         "test_count": test["count"],
         "parameters": count_parameters(model),
     }
     log.info(
-        f"test accuracy {test['accuracy']:.2f}% ({test['count']} images) of {quote(str(path))} "
-        f"(epoch {trained.epoch}), {result['parameters']:,} parameters"
+        f"{task.describe_result(test)} of {quote(str(path))} (epoch {trained.epoch}), "
+        f"{result['parameters']:,} parameters"
     )
     return result
