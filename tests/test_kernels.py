@@ -288,3 +288,26 @@ def test_solver_converges_the_same_with_and_without_kernels(smoother, dim, n):
     assert float(((hist[True] - hist[False]).abs() / hist[False][0]).max()) < 1e-13
     factor = float((hist[True][-1] / hist[True][0]) ** (1 / (len(hist[True]) - 1)))
     assert factor < {("rbgs", 2): 0.15, ("rbgs", 3): 0.3}.get((smoother, dim), 0.5)
+
+
+def test_two_threads_solve_side_by_side_as_each_alone():
+    """The kernels release the GIL: two solvers in two threads must not share scratch (the
+    taps of R and P, a coarse row), so each thread's iterates equal a solve alone."""
+    import threading
+
+    probs = [make_problem("poisson", 2, 127), make_problem("anisotropic", 2, 127)]
+    solvers = [MultigridSolver(p.A, smoother="rbgs", device="cpu") for p in probs]
+    alone = [s.solve(p.f, tol=1e-12, maxiter=12) for s, p in zip(solvers, probs, strict=True)]
+    equal = [[], []]
+
+    def run(i: int) -> None:
+        for _ in range(25):
+            x = solvers[i].solve(probs[i].f, tol=1e-12, maxiter=12)
+            equal[i].append(torch.equal(x, alone[i]))
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert equal == [[True] * 25, [True] * 25]

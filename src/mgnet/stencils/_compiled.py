@@ -4,7 +4,12 @@ Every grid is seen as (batch, n0, n1, n2): a 1D grid (n,) as (1, 1, n), a 2D gri
 as (a, 1, b) and a 3D grid as is, so that axis 0 is a real axis in 2D and 3D (the planes
 that the pipelined kernels keep in cache are rows in 2D) and axis 2 is always real and
 contiguous. Arrays come in flat (1D, C order) and rows are addressed by their offset: no
-array view is made inside a kernel, so no reference counting runs per row.
+array view is made inside a kernel. The exported kernels pass their arrays on as
+:func:`_borrow` views, which hold no reference: numba otherwise increments and decrements
+an atomic reference count of every array argument on every call of a per-row or per-plane
+helper (two atomic operations per array, about 100 ns per row of a 2D grid, more than the
+arithmetic of a row of 63 nodes). Their small scratch arrays come from the caller, so a
+call allocates nothing.
 
 A stencil's offsets (o0, o1, o2) are grouped by the row of u they read, (o0, o1); see
 :func:`_stencil_row`. Per axis of a transfer, ``mode`` is 0 for a size-1 axis that is not
@@ -17,9 +22,30 @@ from __future__ import annotations
 
 import numba as nb
 import numpy as np
+from numba.core import cgutils, types
+from numba.extending import intrinsic
 
 _jit = nb.njit(cache=True, nogil=True)
 _inline = nb.njit(cache=True, nogil=True, inline="always")
+
+
+@intrinsic
+def _borrow(typingctx, a):
+    """The array ``a`` as a view that owns no reference (its meminfo and parent are NULL,
+    so numba's reference counting of it is a no-op). Only for arrays that the caller keeps
+    alive for the whole call: the exported kernels' arguments, which the Python caller
+    holds."""
+    if not isinstance(a, types.Array):
+        return None
+
+    def codegen(context, builder, sig, args):
+        ary = context.make_array(sig.args[0])(context, builder, value=args[0])
+        ary.meminfo = cgutils.get_null_value(ary.meminfo.type)
+        ary.parent = cgutils.get_null_value(ary.parent.type)
+        return ary._getvalue()
+
+    return a(a), codegen
+
 
 # An index cast to unsigned skips numba's negative-index wrap-around, whose select per
 # element would turn the loops' contiguous loads into gathers.
@@ -331,7 +357,8 @@ def _stencil_row(u, f, out, ob, b, i0, i1, n0, n1, n2, st):
 @_jit
 def stencil(u, f, out, B, n0, n1, n2, gsrc, gkind, gc, gv, cv, sg, periodic, fused):
     """out = f - A u (st's sg = -1) or A u (sg = 1), row by row (one pass over memory)."""
-    st = (gsrc, gkind, gc, gv, cv, sg, periodic, fused)
+    u, f, out = _borrow(u), _borrow(f), _borrow(out)
+    st = (_borrow(gsrc), _borrow(gkind), _borrow(gc), _borrow(gv), _borrow(cv), sg, periodic, fused)
     for b in range(B):
         for i0 in range(n0):
             for i1 in range(n1):
@@ -354,7 +381,8 @@ def jacobi_update(
     The new values of plane i0 go into a buffer and are written back once plane i0 + 1 (the
     last one that reads the old plane i0) is done; plane 0 is written back at the very end
     (a periodic last plane still reads it). ``planes`` holds 3 planes of n1 * n2."""
-    st = (gsrc, gkind, gc, gv, cv, sg, periodic, fused)
+    u, f, planes, sv = _borrow(u), _borrow(f), _borrow(planes), _borrow(sv)
+    st = (_borrow(gsrc), _borrow(gkind), _borrow(gc), _borrow(gv), _borrow(cv), sg, periodic, fused)
     plane = n1 * n2
     for b in range(B):
         for i0 in range(n0):
@@ -428,13 +456,13 @@ def _restrict_plane(src, pbase, w0, t0, n1, n2, out, ob, m1, m2, modes, w, idx1,
 
 
 @_jit
-def restrict(x, out, B, n0, n1, n2, m0, m1, m2, modes, w):
-    """out = R x, full weighting (weights 1/4, 1/2, 1/4 per coarsened axis)."""
-    idx0 = np.empty(3, np.int64)
-    idx1 = np.empty(3, np.int64)
-    pbase = np.empty(3, np.int64)
-    w0 = np.empty(3, x.dtype)
-    w1 = np.empty(3, x.dtype)
+def restrict(x, out, iscr, fscr, B, n0, n1, n2, m0, m1, m2, modes, w):
+    """out = R x, full weighting (weights 1/4, 1/2, 1/4 per coarsened axis); ``iscr`` and
+    ``fscr`` are scratch of at least 9 integers and 6 numbers."""
+    x, out, modes, w = _borrow(x), _borrow(out), _borrow(modes), _borrow(w)
+    iscr, fscr = _borrow(iscr), _borrow(fscr)
+    idx0, idx1, pbase = iscr[0:3], iscr[3:6], iscr[6:9]
+    w0, w1 = fscr[0:3], fscr[3:6]
     for b in range(B):
         for I0 in range(m0):
             t0 = _restrict_taps(I0, n0, modes[0], idx0, w0, w)
@@ -586,6 +614,8 @@ def sweep(
     plane,
     ring,
     row,
+    iscr,
+    fscr,
     B,
     n0,
     n1,
@@ -625,21 +655,19 @@ def sweep(
     on p - 1 .. p + 1; so on a Dirichlet grid the stages run a plane or two apart while
     the planes they touch are in cache. A periodic axis 0 couples plane 0 to the last
     plane: there every stage covers the grid before the residual starts. ``plane`` holds
-    n1 * n2 numbers, ``ring`` 3 * n1 * n2, ``row`` m2."""
-    st = (gsrc, gkind, gc, gv, cv, sg, periodic, fused)
+    n1 * n2 numbers, ``ring`` 3 * n1 * n2, ``row`` m2; ``iscr`` and ``fscr`` are scratch
+    of at least 22 + S integers (S: the stages) and 12 numbers."""
+    u, f, e, out = _borrow(u), _borrow(f), _borrow(e), _borrow(out)
+    plane, ring, row = _borrow(plane), _borrow(ring), _borrow(row)
+    st = (_borrow(gsrc), _borrow(gkind), _borrow(gc), _borrow(gv), _borrow(cv), sg, periodic, fused)
+    modes, w, parities = _borrow(modes), _borrow(w), _borrow(parities)
+    scales, sv = _borrow(scales), _borrow(sv)
+    iscr, fscr = _borrow(iscr), _borrow(fscr)
     S = parities.shape[0] + 1 if interp != 0 else parities.shape[0]
-    done = np.zeros(S + 1, np.int64)
-    held = np.empty(3, np.int64)
-    slots = np.empty(3, np.int64)
-    pbase = np.empty(3, np.int64)
-    idx0 = np.empty(3, np.int64)
-    idx1 = np.empty(3, np.int64)
-    w0 = np.empty(3, u.dtype)
-    w1 = np.empty(3, u.dtype)
-    ia = np.empty(3, np.int64)
-    ib = np.empty(3, np.int64)
-    wa = np.empty(3, u.dtype)
-    wb = np.empty(3, u.dtype)
+    held, slots, pbase = iscr[0:3], iscr[3:6], iscr[6:9]
+    idx0, idx1, ia, ib = iscr[9:12], iscr[12:15], iscr[15:18], iscr[18:21]
+    done = iscr[21 : 22 + S]
+    w0, w1, wa, wb = fscr[0:3], fscr[3:6], fscr[6:9], fscr[9:12]
     size = n1 * n2
     dims = (n0, n1, n2, m0, m1, m2)
     stages = (interp, parities, scales, sv, use_sv)
@@ -684,7 +712,8 @@ def sweep(
 def residual_sq(u, f, out, row, acc, B, n0, n1, n2, gsrc, gkind, gc, gv, cv, sg, periodic, fused):
     """out[b] = sum of (f - A u)^2 over sample b, in float64, without storing f - A u; the
     squares are summed per column into ``acc`` (n2 float64s), so the loop vectorizes."""
-    st = (gsrc, gkind, gc, gv, cv, sg, periodic, fused)
+    u, f, out, row, acc = _borrow(u), _borrow(f), _borrow(out), _borrow(row), _borrow(acc)
+    st = (_borrow(gsrc), _borrow(gkind), _borrow(gc), _borrow(gv), _borrow(cv), sg, periodic, fused)
     for b in range(B):
         for j in range(n2):
             acc[j] = 0.0

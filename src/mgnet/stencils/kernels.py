@@ -43,6 +43,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import threading
 import time
 from collections.abc import Iterator
 
@@ -366,6 +367,8 @@ def restrict(fine_shape: tuple[int, ...], bc: str, x: Tensor, out: Tensor) -> Te
     _compiled().restrict(
         _flat(x),
         _flat(out),
+        _scratch("tap indices", 9, None),
+        _scratch("taps", 6, x.dtype),
         _batch(x, fine3),
         *fine3,
         *coarse3,
@@ -433,7 +436,7 @@ def sweep_(
             if len(cache) >= 64:
                 cache.clear()
             cache[key] = prepared
-    shape3, head, tail = prepared
+    shape3, head, tail, (nrow, nint) = prepared
     none = _NO_GRID[dtype]
     _compiled().sweep(
         _flat(u),
@@ -441,6 +444,9 @@ def sweep_(
         _flat(e) if e is not None else none,
         _flat(out) if out is not None else none,
         *head,
+        _scratch("row", nrow, dtype) if nrow else none,
+        _scratch("sweep indices", nint, None),
+        _scratch("taps", 12, dtype),
         _batch(u, shape3),
         *tail,
     )
@@ -482,8 +488,10 @@ def _prepare_sweep(op, dtype, steps, coarse, interp, restrict, fine, assign) -> 
     head = (
         d.buffer("plane", n12) if steps else none,
         d.buffer("ring", 3 * n12) if restrict else none,
-        _scratch("row", coarse3[2], dtype) if interp else none,
     )
+    # the scratch (a coarse row, the taps' indices and weights) is not prepared: it is the
+    # calling thread's, as a prepared call without an operator is shared by every thread
+    scratch = (coarse3[2] if interp else 0, 23 + len(steps))
     tail = (
         *shape3,
         *coarse3,
@@ -497,7 +505,7 @@ def _prepare_sweep(op, dtype, steps, coarse, interp, restrict, fine, assign) -> 
         0 if not interp else 2 if assign else 1,
         restrict,
     )
-    return shape3, head, tail
+    return shape3, head, tail, scratch
 
 
 def _grid_scale(d: StencilData, grids: list[Tensor], dtype: torch.dtype) -> np.ndarray:
@@ -514,16 +522,20 @@ def _grid_scale(d: StencilData, grids: list[Tensor], dtype: torch.dtype) -> np.n
     return hit[2]
 
 
-_SCRATCH: dict = {}
+_SCRATCH = threading.local()
 
 
-def _scratch(name: str, n: int, dtype: torch.dtype) -> np.ndarray:
-    """A scratch array of n numbers, shared by the kernels of this process (they run one at
-    a time on one thread: a solver's cycle calls them in sequence)."""
+def _scratch(name: str, n: int, dtype: torch.dtype | None) -> np.ndarray:
+    """A scratch array of n numbers (int64 for ``dtype=None``), shared by the kernels that
+    one thread calls (a solver's cycle calls them in sequence). The kernels release the GIL,
+    so every thread has its own: two solvers in two threads never share scratch."""
+    bufs = getattr(_SCRATCH, "bufs", None)
+    if bufs is None:
+        bufs = _SCRATCH.bufs = {}
     key = (name, n, dtype)
-    buf = _SCRATCH.get(key)
+    buf = bufs.get(key)
     if buf is None:
-        buf = _SCRATCH[key] = np.empty(n, dtype=_NP[dtype])
+        buf = bufs[key] = np.empty(n, dtype=np.int64 if dtype is None else _NP[dtype])
     return buf
 
 
