@@ -70,6 +70,7 @@ def test_solve_passes_every_flag_to_the_solver(solver_calls, monkeypatch, capsys
         "smoother": "chebyshev",
         "nu": (3, 1),
         "coarse": "galerkin",
+        "interpolation": "linear",
         "precision": "float32",
         "device": "cpu",
     }
@@ -84,6 +85,25 @@ def test_solve_passes_every_flag_to_the_solver(solver_calls, monkeypatch, capsys
         "W", "chebyshev", [3, 1], "float32", "cpu",
     )  # fmt: skip
     assert out["relative_residual"] <= 1e-4
+
+
+def test_solve_interpolation_builds_p_from_the_operator(solver_calls, capsys):
+    # a coefficient that jumps by 100: P built from A (with R A P coarse operators) keeps
+    # PCG's iterations low where linear interpolation of rediscretized grids needs more
+    base = ["solve", "--problem", "jump", "--n", "127", "--cycle", "pcg", "--tol", "1e-8"]
+    linear = run_json([*base, "--json"], capsys)
+    assert solver_calls["init"]["interpolation"] == "linear"
+    assert (linear["coarse"], linear["interpolation"]) == ("rediscretize", "linear")
+    operator = run_json([*base, "--interpolation", "operator", "--json"], capsys)
+    assert solver_calls["init"]["interpolation"] == "operator"
+    assert (operator["coarse"], operator["interpolation"]) == ("galerkin", "operator")
+    assert operator["relative_residual"] <= 1e-8 and linear["relative_residual"] <= 1e-8
+    assert operator["iterations"] <= 8 < 12 <= linear["iterations"]
+    # it is built in 1D and 2D, and only with Galerkin coarse operators: one line, exit 2
+    assert main([*base[:-2], "--dim", "3", "--n", "15", "--interpolation", "operator"]) == 2
+    assert "'operator' is built in 1D and 2D" in capsys.readouterr().err
+    assert main([*base, "--interpolation", "operator", "--coarse", "rediscretize"]) == 2
+    assert "Galerkin" in capsys.readouterr().err
 
 
 def test_solve_tol_and_maxiter_change_the_iterations(solver_calls, capsys):

@@ -7,8 +7,10 @@ line, whose ``--help`` must not import torch.
 from __future__ import annotations
 
 __all__ = [
+    "AMG_METHODS",
     "COARSE",
     "CYCLES",
+    "DEVICE_KINDS",
     "DIMS",
     "EXPORT_FORMATS",
     "INTERPOLATIONS",
@@ -23,6 +25,11 @@ __all__ = [
 
 # mgnet.multigrid.make_problem(name, dim): the model problems and their dimensions
 PROBLEMS = ("poisson", "anisotropic", "diffusion", "jump", "nonlinear")
+# mgnet solve --method: smoothed aggregation, Ruge-Stueben (PyAMG's hierarchy on the
+# cycle), geometric multigrid on a grid problem
+AMG_METHODS = ("sa", "rs", "gmg")
+# the kinds of device a solver or a run may be put on (a run also takes "auto" and "cuda:N")
+DEVICE_KINDS = ("cpu", "cuda")
 # mgnet.multigrid.matrices.make_matrix_problem(name): sparse problems for algebraic multigrid
 MATRIX_PROBLEMS = ("fem-poisson", "fem-jump", "fem-elasticity", "darcy", "rotated-anisotropy")
 DIMS = (1, 2, 3)

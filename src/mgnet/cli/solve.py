@@ -9,9 +9,12 @@ import sys
 
 from mgnet.cli import UserError, emit, use_threads
 from mgnet.constants import (
+    AMG_METHODS,
     COARSE,
     CYCLES,
+    DEVICE_KINDS,
     DIMS,
+    INTERPOLATIONS,
     MATRIX_PROBLEMS,
     PRECISIONS,
     PROBLEMS,
@@ -61,7 +64,20 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="pre,post sweeps (default 1,1 for rbgs, line and a learned smoother, 2,2 otherwise)",
     )
-    p.add_argument("--coarse", default="rediscretize", choices=COARSE)
+    p.add_argument(
+        "--coarse",
+        default=None,
+        choices=COARSE,
+        help="coarse operators: galerkin (R A P) with --interpolation operator, "
+        "rediscretize otherwise (default)",
+    )
+    p.add_argument(
+        "--interpolation",
+        default="linear",
+        choices=INTERPOLATIONS,
+        help="P: linear, or operator (built from A on each level, for jumping "
+        "coefficients; 1D and 2D grids)",
+    )
     p.add_argument("--tol", type=float, default=1e-8, help="relative residual (default 1e-8)")
     p.add_argument(
         "--maxiter",
@@ -76,7 +92,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="mixed: float32 cycles, float64 residuals (iterative refinement)",
     )
     p.add_argument(
-        "--device", default=None, choices=["cpu", "cuda"], help="default: cuda when available"
+        "--device", default=None, choices=DEVICE_KINDS, help="default: cuda when available"
     )
     p.add_argument(
         "--threads",
@@ -139,6 +155,7 @@ def _run(args: argparse.Namespace) -> int:
             smoother=smoother,
             nu=nu,
             coarse=args.coarse,
+            interpolation=args.interpolation,
             precision=args.dtype,
             device=args.device,
         )
@@ -162,6 +179,8 @@ def _run(args: argparse.Namespace) -> int:
         "levels": len(ml.levels),
         "cycle": args.cycle,
         "smoother": args.smoother if isinstance(smoother, str) else smoother.name,
+        "coarse": ml.coarse,
+        "interpolation": ml.interpolation,
         **_outcome(args, ml, nu, history, setup_s, solve_s),
         "error_vs_exact": prob.error(u),
     }
@@ -337,7 +356,7 @@ def _add_solve_matrix(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--method",
         default=None,
-        choices=["sa", "rs", "gmg"],
+        choices=AMG_METHODS,
         help="sa: smoothed aggregation (default for matrices), rs: Ruge-Stueben (PyAMG's "
         "hierarchy on our cycle), gmg: geometric (default for grid problems)",
     )

@@ -14,6 +14,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from mgnet.constants import DEVICE_KINDS
 from mgnet.errors import first_line, quote
 from mgnet.train.rundir import fresh_run_dir
 
@@ -34,7 +35,7 @@ OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULERS = ("cosine", "step", "onecycle", "none")
 AMP_MODES = ("none", "bf16", "fp16")
 LOADERS = ("auto", "device", "torch")
-DEVICES = ("auto", "cpu", "cuda", "cuda:N")
+DEVICES = ("auto", *DEVICE_KINDS, "cuda:N")
 PROTOCOLS = ("val", "paper")
 # the training loss (mgnet.train.task.LOSSES; auto: the task's own)
 LOSSES = ("auto", "cross_entropy", "rel_l2", "rel_h1")
@@ -190,7 +191,7 @@ class TrainConfig:
             ("amp", self.amp in AMP_MODES, ", ".join(AMP_MODES)),
             (
                 "device",
-                self.device in ("auto", "cpu", "cuda")
+                self.device in ("auto", *DEVICE_KINDS)
                 or (self.device.startswith("cuda:") and self.device[5:].isdigit()),
                 ", ".join(DEVICES),
             ),
