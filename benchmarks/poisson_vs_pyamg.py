@@ -71,6 +71,19 @@ for the correction (2): 10 arrays of N doubles on the fine grid, times 1 + 2^-d 
 ... for the coarse grids. The fused kernels move about 6 (u and f read and u written on
 the way down, the same on the way up), which is how the cycle gets close to that bound.
 
+After the kernels' arrays became borrowed views (no reference counting per row, no
+allocation per call), one run of ``--threads 1 --clock cpu --no-spsolve --sizes
+255,1023,2047`` on the same machine, loaded by three other jobs (copy bandwidth 12.9 GB/s)::
+
+    grid     mgnet s its | RS s (x)      | ns/unkn. | V-cycle ms (x bound) | FMG 1 V(2,1)/level
+    255^2     0.019   9  | 0.125 (6.7)   |  287     | 1.20 (2.24)          | 0.36x, 0.26
+    1023^2    0.116   9  | 2.367 (20.4)  |  111     | 8.89 (1.03)          | 0.36x, 0.26
+    2047^2    0.538   9  | 11.36 (21.1)  |  129     | 47.5 (1.38)          | 0.37x, 0.23
+
+1023^2 now meets the 20x target (20.4x); the FMG fraction (0.26 at 1023^2, 0.23 at
+2047^2) and the time per unknown (2.59x from 255^2 to 2047^2) still miss theirs, for the
+reason above: per level visit, Python, not arithmetic.
+
 What this round did (1023^2, CPU time, best of several, same session):
 
 * Compiled kernels for every hot path (residual, red and black steps, Jacobi, R, P,
