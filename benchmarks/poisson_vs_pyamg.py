@@ -76,7 +76,7 @@ allocation per call), one run of ``--threads 1 --clock cpu --no-spsolve --sizes
 255,1023,2047`` on the same machine, loaded by three other jobs (copy bandwidth 12.9 GB/s)::
 
     grid     mgnet s its | RS s (x)      | ns/unkn. | V-cycle ms (x bound) | FMG 1 V(2,1)/level
-    255^2     0.019   9  | 0.125 (6.7)   |  287     | 1.20 (2.24)          | 0.36x, 0.26
+    255^2     0.019   9  | 0.125 (6.7)   |  287     | 1.20 (2.24)          | 0.36x, 0.34
     1023^2    0.116   9  | 2.367 (20.4)  |  111     | 8.89 (1.03)          | 0.36x, 0.26
     2047^2    0.538   9  | 11.36 (21.1)  |  129     | 47.5 (1.38)          | 0.37x, 0.23
 
