@@ -80,9 +80,28 @@ allocation per call), one run of ``--threads 1 --clock cpu --no-spsolve --sizes
     1023^2    0.116   9  | 2.367 (20.4)  |  111     | 8.89 (1.03)          | 0.36x, 0.26
     2047^2    0.538   9  | 11.36 (21.1)  |  129     | 47.5 (1.38)          | 0.37x, 0.23
 
-1023^2 now meets the 20x target (20.4x); the FMG fraction (0.26 at 1023^2, 0.23 at
-2047^2) and the time per unknown (2.59x from 255^2 to 2047^2) still miss theirs, for the
-reason above: per level visit, Python, not arithmetic.
+1023^2 now meets the 20x target (20.4x); the time per unknown (2.59x from 255^2 to
+2047^2) still misses its own, for the reason above: per level visit, Python, not
+arithmetic.
+
+FMG, corrected. The figures above compare the error against the exact solution with the
+discretization error; that alone can hide an algebraic error of the opposite sign (V(2,1)
+with linear P reads 0.36x, but is 1.36x the discretization error away from the discrete
+solution). The FMG lines now print both, and "reached" needs both at most 1x. With FMG's
+own cubic interpolation of each coarse solution (``CubicInterpolation``, the default of
+``fmg``) one V(1,1) per level reaches it; with linear P it takes two. One run, same
+options, sizes 1023,2047,63x63x63 (RS: 20.9x, 26.3x, 20.1x; V-cycle 1.06x, 1.35x, 1.87x
+the bound; time per unknown 110, 118 ns)::
+
+    FMG pass: time / V-cycle solve; error, algebraic error (x the discretization error)
+                     1 V(1,1) cubic     1 V(1,1) linear    2 V(1,1) cubic     1 V(2,1) linear
+    1023^2           0.28; 0.20, 0.84   0.27; 1.55, 2.55   0.45; 0.95, 0.05   0.30; 0.36, 1.36
+    2047^2           0.23; 0.21, 0.83   0.25; 1.59, 2.59   0.37; 0.97, 0.03   0.29; 0.37, 1.37
+    63^3             0.19; 4.40, 5.38   0.16; 12.8, 13.8   0.29; 0.62, 0.38   0.19; 4.60, 5.58
+
+Against the FMG target (1/4 of the V-cycle solve): met at 2047^2 (0.23), missed at 1023^2
+(0.28) and in 3D (0.29, two V(1,1) per level: red-black V(1,1) smooths less per cycle in
+3D, factor 0.24 against 0.125).
 
 What this round did (1023^2, CPU time, best of several, same session):
 
@@ -203,15 +222,27 @@ def run_size(shape, args, bw):
     # grids (the fused kernels move about 6: u and f read, u written, down and up)
     bound_s = 10 * 8 * nodes / (1 - 2.0**-dim) / bw
     # FMG: one pass of V(1,1) with 1 and 2 cycles per level (this hierarchy), and of
-    # V(2,1) with one (the same hierarchy with nu = (2, 1)); set-up not counted
+    # V(2,1) with one (the same hierarchy with nu = (2, 1)), each with the cubic FMG
+    # interpolation (the default) or the cycle's linear P; set-up not counted. Reported:
+    # the error against the exact solution and the algebraic error (against the discrete
+    # solution u, solved to 1e-8 above), each over the discretization error |u - u*|
     disc = prob.error(u)
     fmg = {}
     ml21 = MultigridSolver(prob.A, smoother="rbgs", nu=(2, 1), device="cpu")
-    for label, solver, cycles in (("V(1,1)", ml, 1), ("V(1,1)", ml, 2), ("V(2,1)", ml21, 1)):
+    for label, solver, cycles, interp in (
+        ("V(1,1), cubic", ml, 1, "cubic"),
+        ("V(1,1), linear", ml, 1, "cycle"),
+        ("V(1,1), cubic", ml, 2, "cubic"),
+        ("V(2,1), linear", ml21, 1, "cycle"),
+    ):
         key = f"{cycles} {label}"
         progress(f"{name}: mgnet FMG, {key} per level")
-        t, uf = best_of(lambda s=solver, c=cycles: s.fmg(prob.f, cycles=c), args.repeat)
-        fmg[key] = (t, prob.error(uf) / disc)
+        t, uf = best_of(
+            lambda s=solver, c=cycles, i=interp: s.fmg(prob.f, cycles=c, interpolation=i),
+            args.repeat,
+        )
+        algebraic = float((uf.reshape(u.shape) - u).abs().max())
+        fmg[key] = (t, prob.error(uf) / disc, algebraic / disc)
     try:
         import pyamg
     except ImportError:
@@ -254,10 +285,10 @@ def run_size(shape, args, bw):
         f"path ({cyc_torch / cyc:.1f}x); bandwidth bound {bound_s * 1e3:.2f} ms: "
         f"{cyc / bound_s:.2f}x the bound"
     )
-    for key, (t, err) in fmg.items():
+    for key, (t, err, alg) in fmg.items():
         print(
             f"  FMG, {key} per level: {t * 1e3:.1f} ms = {t / solve_s:.2f} of the V-cycle "
-            f"solve, error {err:.2f}x the discretization error"
+            f"solve; error {err:.2f}x, algebraic error {alg:.2f}x the discretization error"
         )
     ratios = {label: tot / total for label, tot, *_ in rows[1:]}
     return {
@@ -331,11 +362,9 @@ def main() -> None:
     for r in results:
         label = "x".join(map(str, r["shape"]))
         rs = r["ratios"].get("PyAMG Ruge-Stuben")
-        fmg = (
-            min(t for t, err in r["fmg"].values() if err <= 1.0)
-            if any(err <= 1.0 for _, err in r["fmg"].values())
-            else float("nan")
-        )
+        # reached: the error and the algebraic error both at most the discretization error
+        ok = [t for t, err, alg in r["fmg"].values() if err <= 1.0 and alg <= 1.0]
+        fmg = min(ok) if ok else float("nan")
         print(
             f"  {label:<12} vs Ruge-Stuben {'-' if rs is None else f'{rs:.1f}x':>7}; "
             f"V-cycle {r['cycle_over_bound']:.2f}x the bandwidth bound; FMG to the "

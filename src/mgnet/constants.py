@@ -13,6 +13,7 @@ __all__ = [
     "DEVICE_KINDS",
     "DIMS",
     "EXPORT_FORMATS",
+    "FMG_INTERPOLATIONS",
     "INTERPOLATIONS",
     "LEARN_PROBLEMS",
     "MATRIX_PROBLEMS",
@@ -43,6 +44,8 @@ COARSE = ("rediscretize", "galerkin")
 PRECISIONS = ("float64", "float32", "mixed")
 # MultigridSolver(interpolation=): the textbook P, or P built from the operator
 INTERPOLATIONS = ("linear", "operator")
+# MultilevelSolver.fmg(interpolation=): cubic where the grid allows, or the cycle's own P
+FMG_INTERPOLATIONS = ("cubic", "cycle")
 # cycles with an up-sweep: MultigridSolver.solve(cycle=), mgnet.visualize.inspect_solver
 CYCLES = ("V", "W", "F")
 # mgnet.train.evaluate_checkpoint(split=)

@@ -44,7 +44,7 @@ solution of the next coarser one.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -290,14 +290,17 @@ class MgCycle(nn.Module):
         shape: str = "V",
         record: CycleRecord | None = None,
         inplace: bool = False,
+        interpolate: Sequence[Callable[[Tensor], Tensor]] | None = None,
     ) -> Tensor:
         """Full multigrid from zero: u^1 after one FMG pass over ``f``.
 
         f^1 = f_in(f) and f^{l+1} = sigma_R(R^{l+1}_l f^l) on every level; the coarsest
         level is visited once (its steps from u = 0), then on each finer level l
         u^l = P^l_{l+1} u^{l+1} starts ``cycles`` cycles of the given ``shape`` on that
-        level (``"V"``, ``"W"`` or ``"F"``). ``record`` and ``inplace`` are those of
-        :meth:`forward`; the interpolated start P u^{l+1} is a fresh tensor, so the
+        level (``"V"``, ``"W"`` or ``"F"``). ``interpolate`` replaces P for this start
+        only (the FMG interpolation, one callable per transfer, e.g. cubic where the
+        cycle's P is linear); the cycles keep their P. ``record`` and ``inplace`` are
+        those of :meth:`forward`; the interpolated start is a fresh tensor, so the
         in-place cycles never write a tensor of the caller.
         """
         if shape not in ("V", "W", "F"):
@@ -305,12 +308,19 @@ class MgCycle(nn.Module):
         if cycles < 1:
             raise ValueError(f"cycles: need at least one cycle per level, got {cycles}")
         self._check_shape(shape)
+        if interpolate is None:
+            interpolate = [t.P for t in self.transfers]
+        elif len(interpolate) != len(self.transfers):
+            raise ValueError(
+                f"interpolate: one callable per transfer ({len(self.transfers)}), "
+                f"got {len(interpolate)}"
+            )
         fs = [_apply(self.f_in, f)]
         for t in self.transfers:
             fs.append(_apply(t.sigma_R, t.R(fs[-1])))
         u = self._visit(self.depth - 1, None, fs[-1], shape, record, inplace)
         for l in range(self.depth - 2, -1, -1):
-            u = self.transfers[l].P(u)
+            u = interpolate[l](u)
             for _ in range(cycles):
                 u = self._visit(l, u, fs[l], shape, record, inplace)
         return u

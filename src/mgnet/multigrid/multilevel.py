@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from mgnet.constants import CYCLES, PRECISIONS
+from mgnet.constants import CYCLES, FMG_INTERPOLATIONS, PRECISIONS
 from mgnet.core import Level, MgCycle, Step, Transfer, residual
 from mgnet.device import resolve_device
 from mgnet.errors import DivergenceError
@@ -581,11 +581,17 @@ class MultilevelSolver:
         maxiter: int = 0,
         residuals: list | None = None,
         callback: Callable | None = None,
+        interpolation: str = "cubic",
     ):
         """Full multigrid (:meth:`mgnet.core.MgCycle.fmg`): b restricted to every level
         by R, the coarsest level solved, and on each finer level the interpolated coarse
-        solution (P) improved by ``cycles`` cycles of shape ``cycle``. One pass reaches
+        solution improved by ``cycles`` cycles of shape ``cycle``. One pass reaches
         the discretization error of a smooth problem.
+
+        ``interpolation`` carries each coarse solution up: ``"cubic"`` (default) uses
+        :meth:`fmg_interpolation`, cubic on a structured grid whose P is linear (one
+        V(1,1) per level then reaches the discretization error), ``"cycle"`` the cycle's
+        own P on every level.
 
         Then up to ``maxiter`` further cycles run while ||b - A x|| > tol ||b||;
         ``self.info.converged`` says whether ``tol`` was met (the pass counts as one
@@ -598,13 +604,26 @@ class MultilevelSolver:
         call = self._call(b, None, self._outer_dtype)
         bn = _norms(call.b)
         history = [float((bn * call.unscale).max())]
-        x = self.cycle.fmg(call.b.to(self.dtype), cycles=cycles, shape=cycle, inplace=True)
+        if interpolation not in FMG_INTERPOLATIONS:
+            raise ValueError(
+                f"interpolation: {interpolation!r} is not one of {', '.join(FMG_INTERPOLATIONS)}"
+            )
+        up = self.fmg_interpolation() if interpolation == "cubic" else None
+        x = self.cycle.fmg(
+            call.b.to(self.dtype), cycles=cycles, shape=cycle, inplace=True, interpolate=up
+        )
         x = x.to(self._outer_dtype)
         report = call.reporter(callback)
         report(x)
         x = self._iterate(call, x, tol, maxiter, cycle, report, history, done=1, bn=bn)
         self._finish("fmg", residuals, warn=maxiter > 0)
         return call.result(x)
+
+    def fmg_interpolation(self) -> list[Callable] | None:
+        """The FMG interpolation of each transfer (from level l + 1 to l), or None for the
+        cycle's own P on every level (here: a hierarchy without a grid to interpolate on
+        by cubics)."""
+        return None
 
     # -------------------------------------------------------------------------- PCG
     def symmetric_cycle(self) -> MgCycle:

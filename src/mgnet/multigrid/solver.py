@@ -19,7 +19,7 @@ from __future__ import annotations
 import copy
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 
@@ -27,6 +27,7 @@ from mgnet.constants import COARSE, INTERPOLATIONS, PRECISIONS, SMOOTHERS
 from mgnet.multigrid.multilevel import MultilevelSolver, SolverLevel, check_nu, check_precision
 from mgnet.multigrid.smoothing import Smoother, as_smoother, smoothing_steps
 from mgnet.stencils import (
+    CubicInterpolation,
     DirectSolve,
     FullWeighting,
     Injection,
@@ -277,6 +278,15 @@ class MultigridSolver(MultilevelSolver):
             if isinstance(lv.A, StencilOperator):
                 lv.A.workspace = True
         self.setup_s = time.perf_counter() - t0
+
+    def fmg_interpolation(self) -> list[Callable] | None:
+        """Cubic interpolation (:class:`~mgnet.stencils.CubicInterpolation`) where a
+        transfer's P is linear interpolation; the operator's own P elsewhere (operator-
+        dependent interpolation knows the coefficient's jumps, a cubic does not)."""
+        return [
+            CubicInterpolation(t.P.fine_shape, t.P.bc) if type(t.P) is Interpolation else t.P
+            for t in self.cycle.transfers
+        ]
 
     def _header(self) -> list[str]:
         scheme = "FAS, Pi = injection" if self.nonlinear else "correction scheme, Pi = 0"

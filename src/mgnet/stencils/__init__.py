@@ -27,6 +27,7 @@ from mgnet.stencils.smoothers import (
     red_black,
 )
 from mgnet.stencils.transfers import (
+    CubicInterpolation,
     FullWeighting,
     Injection,
     Interpolation,
@@ -42,6 +43,7 @@ __all__ = [
     "DirectSolve",
     "FullWeighting",
     "Injection",
+    "CubicInterpolation",
     "Interpolation",
     "Jacobi",
     "LineRelaxation",

@@ -724,3 +724,84 @@ def residual_sq(u, f, out, row, acc, B, n0, n1, n2, gsrc, gkind, gc, gv, cv, sg,
                     v = np.float64(row[_u(j)])
                     acc[_u(j)] += v * v
         out[b] = acc.sum()
+
+
+@_inline
+def _cubic_taps(i, m, periodic):
+    """Fine row i of a cubic interpolation along an axis of m coarse nodes: the coarse rows
+    j0..j3 it reads and their weights w0..w3 (a weight 0 where a tap is the Dirichlet
+    boundary). Dirichlet (n = 2m + 1, m >= 3): fine 2j + 1 is coarse j, fine 2k lies
+    between coarse k - 1 and k. Periodic (n = 2m, m >= 4): fine 2j is coarse j."""
+    if periodic:
+        k = i // 2
+        if i % 2 == 0:
+            return k, k, k, k, 1.0, 0.0, 0.0, 0.0
+        return (k - 1) % m, k, (k + 1) % m, (k + 2) % m, -0.0625, 0.5625, 0.5625, -0.0625
+    if i % 2 == 1:
+        k = i // 2
+        return k, k, k, k, 1.0, 0.0, 0.0, 0.0
+    k = i // 2
+    if k == 0:  # between the boundary (0) and coarse 0: Lagrange on (0, x0, x1, x2)
+        return 0, 1, 2, 0, 0.9375, -0.3125, 0.0625, 0.0
+    if k == m:
+        return m - 1, m - 2, m - 3, 0, 0.9375, -0.3125, 0.0625, 0.0
+    if k == 1:  # the boundary is the left-most tap
+        return 0, 1, 2, 0, 0.5625, 0.5625, -0.0625, 0.0
+    if k == m - 1:
+        return m - 2, m - 1, m - 3, 0, 0.5625, 0.5625, -0.0625, 0.0
+    return k - 2, k - 1, k, k + 1, -0.0625, 0.5625, 0.5625, -0.0625
+
+
+@_inline
+def _cubic_line(x, xb, out, ob, m, periodic):
+    """One line of :func:`cubic_axis` along a contiguous axis (the taps of
+    :func:`_cubic_taps` written out)."""
+    if periodic:
+        for j in range(m):
+            out[ob + 2 * j] = x[xb + j]
+        for j in range(1, m - 2):
+            out[ob + 2 * j + 1] = 0.5625 * (x[xb + j] + x[xb + j + 1]) - 0.0625 * (
+                x[xb + j - 1] + x[xb + j + 2]
+            )
+        for j in (0, m - 2, m - 1):
+            jm, j1, j2 = (j - 1) % m, (j + 1) % m, (j + 2) % m
+            out[ob + 2 * j + 1] = 0.5625 * (x[xb + j] + x[xb + j1]) - 0.0625 * (
+                x[xb + jm] + x[xb + j2]
+            )
+        return
+    for j in range(m):
+        out[ob + 2 * j + 1] = x[xb + j]
+    for k in range(2, m - 1):
+        out[ob + 2 * k] = 0.5625 * (x[xb + k - 1] + x[xb + k]) - 0.0625 * (
+            x[xb + k - 2] + x[xb + k + 1]
+        )
+    out[ob] = 0.9375 * x[xb] - 0.3125 * x[xb + 1] + 0.0625 * x[xb + 2]
+    out[ob + 2 * m] = 0.9375 * x[xb + m - 1] - 0.3125 * x[xb + m - 2] + 0.0625 * x[xb + m - 3]
+    out[ob + 2] = 0.5625 * (x[xb] + x[xb + 1]) - 0.0625 * x[xb + 2]
+    out[ob + 2 * m - 2] = 0.5625 * (x[xb + m - 2] + x[xb + m - 1]) - 0.0625 * x[xb + m - 3]
+
+
+@_jit
+def cubic_axis(x, out, a, m, c, periodic):
+    """out = cubic interpolation of x along the middle axis of x seen as (a, m, c), into
+    out seen as (a, n, c): each fine row is a combination of at most four coarse rows
+    (:func:`_cubic_taps`), the inner loop runs along the contiguous c."""
+    x, out = _borrow(x), _borrow(out)
+    n = 2 * m if periodic else 2 * m + 1
+    if c == 1:  # along the contiguous axis: the taps written out, no per-node look-up
+        for ia in range(a):
+            _cubic_line(x, ia * m, out, ia * n, m, periodic)
+        return
+    for ia in range(a):
+        xb = ia * m * c
+        ob = ia * n * c
+        for i in range(n):
+            j0, j1, j2, j3, w0, w1, w2, w3 = _cubic_taps(i, m, periodic)
+            o = ob + i * c
+            s0, s1, s2, s3 = xb + j0 * c, xb + j1 * c, xb + j2 * c, xb + j3 * c
+            if w1 == 0.0:
+                for k in range(c):
+                    out[o + k] = x[s0 + k]
+            else:
+                for k in range(c):
+                    out[o + k] = w0 * x[s0 + k] + w1 * x[s1 + k] + w2 * x[s2 + k] + w3 * x[s3 + k]
