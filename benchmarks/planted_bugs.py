@@ -298,7 +298,11 @@ def _run(slot: Slot, root: Path, test: str, work: Path, timeout: float):
     """One named test in a fresh interpreter on the copy: (status, seconds, failure)."""
     log = work / "run.log"
     job = start(slot, root, [test], log, fork=False)
-    code = _wait(job, timeout)
+    try:
+        code = _wait(job, timeout)
+    except BaseException:  # interrupted: no test run outlives the script
+        job.kill()
+        raise
     seconds = time.monotonic() - job.started
     status = "timeout" if code is None else "passed" if code == 0 else "failed"
     failure = _first_failure(log) if status == "failed" else ""
@@ -378,30 +382,28 @@ def main(argv: list[str] | None = None) -> int:
             print("".join(f"  test {t}\n" for t in bug.tests))
         return 0
     os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = "1"  # the test runs'
-    signal.signal(signal.SIGTERM, _terminate)  # clean up the copy and the children on kill
+    previous = signal.signal(signal.SIGTERM, _terminate)  # killed: clean up the copy
     began = time.monotonic()
     results = []
-    with tempfile.TemporaryDirectory(prefix="mgnet-planted-") as tmp:
-        work = Path(tmp)
-        slot = Slot(root, work / "copy")
-        for bug in bugs:
-            print(f"{bug.name}: {bug.title} ({bug.file})", flush=True)
-            results.append(run_bug(root, bug, slot, work, args.timeout))
+    try:
+        with tempfile.TemporaryDirectory(prefix="mgnet-planted-") as tmp:
+            work = Path(tmp)
+            slot = Slot(root, work / "copy")
+            for bug in bugs:
+                print(f"{bug.name}: {bug.title} ({bug.file})", flush=True)
+                results.append(run_bug(root, bug, slot, work, args.timeout))
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     report(results)
-    print(
-        f"\n{len(results)} bugs in {time.monotonic() - began:.0f} s "
-        f"({datetime.date.today()}, commit {_commit(root)})"
-    )
+    when = {"date": str(datetime.date.today()), "commit": _commit(root)}
+    took = time.monotonic() - began
+    print(f"\n{len(results)} bugs in {took:.0f} s ({when['date']}, commit {when['commit']})")
     if args.json:
-        payload = {
-            "date": str(datetime.date.today()),
-            "commit": _commit(root),
-            "bugs": [
-                {**asdict(r), "caught_by": r.caught_by, "edit": asdict(b)}
-                for r, b in zip(results, bugs)
-            ],
-        }
-        args.json.write_text(json.dumps(payload, indent=1))
+        bugs_out = [
+            {**asdict(r), "caught_by": r.caught_by, "edit": asdict(b)}
+            for r, b in zip(results, bugs)
+        ]
+        args.json.write_text(json.dumps({**when, "bugs": bugs_out}, indent=1))
     return 0 if all(r.status == "caught" for r in results) else 1
 
 

@@ -3,7 +3,8 @@ its text exactly once, changes the code (not a comment), and names tests that ex
 test selections themselves are not run here (that is the benchmark)."""
 
 import ast
-import importlib.util
+import importlib
+import json
 import sys
 from pathlib import Path
 
@@ -15,18 +16,14 @@ SCRIPT = ROOT / "benchmarks" / "planted_bugs.py"
 
 @pytest.fixture(scope="module")
 def pb():
-    path, had = list(sys.path), "mutation_score" in sys.modules
-    spec = importlib.util.spec_from_file_location("planted_bugs", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["planted_bugs"] = module  # dataclasses look their module up
-    try:
-        spec.loader.exec_module(module)
-        yield module
-    finally:
-        sys.path[:] = path
-        del sys.modules["planted_bugs"]
-        if not had:  # the driver planted_bugs imports
-            sys.modules.pop("mutation_score", None)
+    """The script, imported by name as it imports its driver (mutation_score); sys.path
+    and sys.modules are as they were afterwards."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.syspath_prepend(str(SCRIPT.parent))
+        for name in ("planted_bugs", "mutation_score"):
+            mp.setitem(sys.modules, name, None)  # undone: restored, or removed if new
+            del sys.modules[name]
+        yield importlib.import_module("planted_bugs")
 
 
 def test_every_planted_edit_applies_to_todays_source(pb):
@@ -62,3 +59,33 @@ def test_a_stale_edit_stops_with_a_clear_message(pb, tmp_path, capsys):
     assert (
         "tie_rule: a tie of validation accuracy keeps the earlier epoch" in capsys.readouterr().out
     )
+
+
+TINY = "def add(a, b):\n    return a + b\n\n\ndef triple(x):\n    return 3 * x\n"
+TINY_TESTS = "from mgnet.core.arith import add\n\n\ndef test_add():\n    assert add(2, 3) == 5\n"
+
+
+def test_a_run_on_a_tiny_project(pb, tmp_path, monkeypatch):
+    """A caught and a surviving bug, each where expected: exit status 1, the failing test
+    named, the project's own file untouched."""
+    files = {"src/mgnet/__init__.py": "", "src/mgnet/core/__init__.py": ""}
+    files |= {"src/mgnet/core/arith.py": TINY, "tests/test_arith.py": TINY_TESTS}
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    test = ("tests/test_arith.py::test_add",)
+    bugs = (
+        pb.Bug("minus", "", "src/mgnet/core/arith.py", "a + b", "a - b", test),
+        pb.Bug("untested", "", "src/mgnet/core/arith.py", "3 * x", "4 * x", test),
+    )
+    monkeypatch.setattr(pb, "BUGS", bugs)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # main sets them for the test runs
+    monkeypatch.setenv("MKL_NUM_THREADS", "1")
+    out = tmp_path / "out.json"
+    assert pb.main(["--root", str(tmp_path), "--json", str(out), "--timeout", "60"]) == 1
+    result = {b["name"]: b for b in json.loads(out.read_text())["bugs"]}
+    assert result["minus"]["status"] == "caught"
+    assert result["minus"]["caught_by"] == ["tests/test_arith.py::test_add"]
+    assert result["untested"]["status"] == "NOT caught" and result["untested"]["caught_by"] == []
+    assert [r["baseline"] for b in result.values() for r in b["runs"]] == ["passed", "passed"]
+    assert (tmp_path / "src/mgnet/core/arith.py").read_text() == TINY
