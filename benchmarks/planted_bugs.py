@@ -62,7 +62,8 @@ and pytest), baseline runs not counted; the whole run took 337 s::
       test_train_options.py::test_images_are_normalized_channel_by_channel
 
 The first failing case of a parametrized test is shown (each run stops at its first
-failure).
+failure). Rerun at commit dfe8f9a (load average about 6): the same tests fail, each bug's
+seconds 8.2 to 24.9, 408 s in all.
 """
 
 from __future__ import annotations
