@@ -83,10 +83,12 @@ allocation per call), one run of ``--threads 1 --clock cpu --no-spsolve --sizes
 1023^2 now meets the 20x target (20.4x); the time per unknown (2.59x from 255^2 to
 2047^2) still misses its own. A profile of 50 solves at 255^2 after this change corrects
 the reason given above: 12.4 of the 15.0 ms of a solve are spent inside the compiled
-sweeps (one red-black sweep costs about 4 ns per node at 63^2, 255^2 and 1023^2 alike: the
-stride-2 loops of one colour run scalar), Python and the kernels' dispatch the rest. At
-1023^2 that rate happens to meet the memory bound; at 255^2 the grid sits in cache and the
-same rate is 2.2x its (DRAM) bound. Vectorising one colour's update is the next step.
+sweeps (one red-black sweep costs about 4 ns per node at 63^2, 255^2 and 1023^2 alike),
+Python and the kernels' dispatch the rest. At 1023^2 that rate happens to meet the memory
+bound; at 255^2 the grid sits in cache and the same rate is 2.2x its (DRAM) bound. A
+vectorised colour update (the residual of a whole row into contiguous scratch, then the
+colour's nodes from it) was tried and left the 4 ns unchanged, so the cost lies in the
+per-row work of the pipelined sweep (in 2D a "plane" is one row), not in the arithmetic.
 
 FMG, corrected. The figures above compare the error against the exact solution with the
 discretization error; that alone can hide an algebraic error of the opposite sign (V(2,1)
