@@ -106,7 +106,8 @@ PRAGMA = "pragma: no mutate"
 # first, then its own entry or else its package's; where none of these files exists,
 # tests/test_<pkg>*.py, and failing that every test.
 _AMG = ["test_amg_operators.py", "test_amg_setup.py", "test_amg.py", "test_amg*.py"]
-_GEOMETRIC = ["test_solver_references.py", "test_multilevel.py", "test_multigrid_hardening.py"]
+_GEOMETRIC = ["test_multigrid_mutants.py", "test_solver_references.py", "test_multilevel.py"]
+_GEOMETRIC += ["test_multigrid_hardening.py"]
 _GEOMETRIC += ["test_multigrid.py", "test_multigrid_inplace.py", "test_theory_multigrid.py"]
 TESTS: dict[str, list[str]] = {
     "core": ["test_core*.py", "test_multigrid_inplace.py"],

@@ -1,0 +1,139 @@
+"""Geometric multigrid and the multilevel drivers against independent references: the
+checks that the mutation score of ``benchmarks/mutation_score.py`` showed missing
+(argument checks of the drivers, the convergence test at its boundary, residual
+histories in the caller's units, float32 scaling of tiny right-hand sides, the jump
+coefficient, the order of the nonlinear red-black sweep)."""
+
+import math
+
+import numpy as np
+import pytest
+import scipy.sparse.linalg as spla
+import torch
+
+from mgnet.core import Step
+from mgnet.multigrid import MultigridSolver, MultilevelSolver, geometric_hierarchy, make_problem
+from mgnet.multigrid.smoothing import RedBlackGaussSeidel
+from mgnet.stencils import NonlinearOperator, laplacian
+
+
+def _poisson_1d(n: int = 7) -> MultigridSolver:
+    return MultigridSolver(laplacian((n,)), device="cpu")
+
+
+@pytest.mark.parametrize("tol", [-1.0, 0.0, math.nan, math.inf])
+def test_a_tolerance_that_is_not_a_positive_number_is_refused(tol):
+    solver = _poisson_1d()
+    for accel in (None, "cg"):
+        with pytest.raises(ValueError, match="tol: must be a positive number"):
+            solver.solve(np.ones(7), tol=tol, accel=accel)
+    with pytest.raises(ValueError, match="tol: must be a positive number"):
+        solver.fmg(np.ones(7), tol=tol)
+
+
+def test_fmg_needs_at_least_one_cycle_per_level():
+    with pytest.raises(ValueError, match="cycles: must be >= 1, got 0"):
+        _poisson_1d().fmg(np.ones(7), cycles=0)
+
+
+def test_residual_exactly_at_the_tolerance_is_converged_in_both_drivers():
+    # x0 = 0 makes ||b - A x0|| = ||b|| bit for bit, so tol = 1 puts the residual exactly
+    # on the documented test ||b - A x|| <= tol ||b||: converged before any iteration
+    solver = _poisson_1d()
+    b = np.linspace(1.0, 2.0, 7)
+    for accel in (None, "cg"):
+        x = solver.solve(b, tol=1.0, accel=accel)
+        assert solver.converged and solver.reason == "converged"
+        assert solver.iterations == 0
+        assert np.all(x == 0.0)
+        assert solver.history == [float(np.linalg.norm(b))]
+
+
+def test_a_cg_preconditioner_checks_nu_on_every_level_but_the_coarsest():
+    # 15 -> 7 -> 3 -> 1: make level 1 (neither the finest nor the coarsest) unequal
+    levels = geometric_hierarchy(laplacian((15,)), smoother="jacobi", nu=(1, 1))
+    assert len(levels) == 4
+    levels[1].postsmoother = levels[1].postsmoother * 2
+    solver = MultilevelSolver(levels, device="cpu")
+    with pytest.raises(ValueError, match=r"level 1 has \(1, 2\)"):
+        solver.symmetric_cycle()
+    # the coarsest level (a direct solve, no post-smoothing) is not checked
+    ok = MultilevelSolver(geometric_hierarchy(laplacian((15,)), nu=(1, 1)), device="cpu")
+    assert ok.levels[-1].nu == (1, 0)
+    ok.symmetric_cycle()
+
+
+@pytest.mark.parametrize("accel", [None, "cg"])
+def test_residual_history_is_in_the_callers_units_for_a_huge_right_hand_side(accel):
+    # 1e200 is outside [2^-400, 2^400]: the drivers solve b / s with s a power of two and
+    # must report ||b - A x|| of the caller's problem, not of the scaled one
+    n = 15
+    solver = MultigridSolver(laplacian((n, n)), device="cpu")
+    A = solver.levels[0].A.to_sparse().tocsr()
+    b0 = np.random.default_rng(0).standard_normal(n * n) + 0.5
+    scale = 1e200
+    x = solver.solve(b0 * scale, tol=1e-6, accel=accel)
+    assert solver.converged
+    h = solver.history
+    assert h[0] == pytest.approx(np.linalg.norm(b0) * scale, rel=1e-12)
+    # the last entry is the true residual of the returned x (computed scaled, no overflow;
+    # at 1e-6 of ||b|| it lies far above the rounding of b - A x)
+    true = np.linalg.norm(b0 - A @ (x / scale)) * scale
+    assert h[-1] == pytest.approx(true, rel=1e-4)
+    assert 1e-9 * h[0] < h[-1] <= 1e-6 * h[0]
+    np.testing.assert_allclose(x / scale, spla.spsolve(A.tocsc(), b0), rtol=1e-4)
+
+
+def test_float32_solve_of_a_tiny_right_hand_side_is_scaled_into_range():
+    # b = 2^-120 (a normal float32): unscaled, x ~ 1e-38 and the residuals ~1e-42 are
+    # float32 subnormals and the iteration loses its digits; scaled, it is the solve of b
+    # times 2^120 exactly
+    n = 31
+    solver = MultigridSolver(laplacian((n, n)), precision="float32", device="cpu")
+    A = solver.levels[0].A.to_sparse().tocsr()
+    f = np.ones((n, n))
+    tiny = 2.0**-120
+    x = solver.solve(f * tiny, tol=1e-4, maxiter=30)
+    assert solver.converged
+    assert x.dtype == np.float32
+    ref = spla.spsolve(A.tocsc(), f.ravel()).reshape(n, n)
+    np.testing.assert_allclose(x.astype(np.float64) / tiny, ref, rtol=2e-4)
+
+
+def test_jump_coefficient_is_100_on_the_middle_square_and_1_outside():
+    # n = 7, h = 1/8: node (3, 3) is (0.5, 0.5), all four faces inside the square, so
+    # its diagonal is 4 * 100 / h^2; node (0, 0) is (1/8, 1/8), all faces outside: 4 / h^2
+    d = make_problem("jump", 2, 7).A.diagonal().reshape(7, 7)
+    assert float(d[3, 3]) == pytest.approx(4 * 100 * 64)
+    assert float(d[0, 0]) == pytest.approx(4 * 64)
+    assert float(d[6, 6]) == pytest.approx(4 * 64)
+    # 1D: node 3 (x = 1/2) inside, node 0 (x = 1/8) outside
+    d1 = make_problem("jump", 1, 7).A.diagonal().reshape(7)
+    assert float(d1[3]) == pytest.approx(2 * 100 * 64)
+    # node 0 (x = 1/8): the face towards x = 1/4 (a side, inside) has the harmonic mean
+    # 2 * 100 / 101 of a = 1 and a = 100
+    assert float(d1[0]) == pytest.approx(64 * (1 + 200 / 101))
+
+
+def test_nonlinear_red_black_sweep_updates_red_then_black():
+    # -u'' + u^3 = 1 on 7 nodes (h = 1/8), u = 0: the Newton step on a node is
+    # (f - A(u))_i / (2 / h^2 + 3 u_i^2) = 1 / 128. Red (even index) nodes go first.
+    A = NonlinearOperator(laplacian((7,)), "cubic")
+    red, black = RedBlackGaussSeidel()(A, 0)
+    u = torch.zeros(1, 1, 7, dtype=torch.float64)
+    f = torch.ones_like(u)
+    with torch.no_grad():
+        u1 = Step(A, red)(u, f, inplace=False)
+        u2 = Step(A, black)(u1, f, inplace=False)
+    expect = np.zeros(7)
+    expect[0::2] = 1 / 128
+    np.testing.assert_allclose(u1.flatten().numpy(), expect, rtol=1e-14)
+    # black nodes then see the updated red neighbours: (1 + 64 (u_l + u_r)) / 128
+    expect[1::2] = (1 + 64 * 2 / 128) / 128
+    np.testing.assert_allclose(u2.flatten().numpy(), expect, rtol=1e-14)
+
+
+def test_a_nonlinear_operator_refuses_galerkin_coarse_operators():
+    A = NonlinearOperator(laplacian((7,)), "cubic")
+    with pytest.raises(ValueError, match="coarse: a nonlinear operator is coarsened by"):
+        MultigridSolver(A, coarse="galerkin", device="cpu")
