@@ -494,10 +494,12 @@ class Equivalent:
     change: str
     reason: str
     used: bool = False
+    number: int | None = None  # N of the id pkg/file.py:LINE:N: that mutant of the line only
 
 
 def read_equivalents(path: Path) -> list[Equivalent]:
-    """``pkg/file.py:LINE | original -> mutated | reason`` per line; ``#`` starts a comment."""
+    """``pkg/file.py:LINE | original -> mutated | reason`` per line (``LINE:N``, the mutant's
+    id, where a line has the same change twice); ``#`` starts a comment."""
     out = []
     if not path.is_file():
         return out
@@ -507,8 +509,10 @@ def read_equivalents(path: Path) -> list[Equivalent]:
         try:
             where, rest = raw.split(" | ", 1)
             change, reason = rest.rsplit(" | ", 1)
-            module, line = where.strip().rsplit(":", 1)
-            out.append(Equivalent(module, int(line), change.strip(), reason.strip()))
+            module, _, pos = where.strip().partition(":")
+            line, _, index = pos.partition(":")
+            n = int(index) if index else None
+            out.append(Equivalent(module, int(line), change.strip(), reason.strip(), number=n))
         except ValueError:
             sys.exit(f"{path}:{number}: expected 'pkg/file.py:LINE | change | reason'")
     return out
@@ -519,7 +523,9 @@ def match_equivalent(mutant: Mutant, table: list[Equivalent], all_mutants: list[
     the same module and change where that change occurs once among ``all_mutants`` (every
     mutant of the module, not only a sample's)."""
     for e in table:
-        if (e.module, e.line, e.change) == (mutant.module, mutant.line, mutant.change):
+        if (e.module, e.line, e.change) == (mutant.module, mutant.line, mutant.change) and (
+            e.number is None or mutant.id == f"{e.module}:{e.line}:{e.number}"
+        ):
             return e
     for e in table:
         if (e.module, e.change) == (mutant.module, mutant.change):
