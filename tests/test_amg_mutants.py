@@ -10,8 +10,15 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
+from scipy.sparse.csgraph import connected_components
 
-from mgnet.multigrid.aggregation import rigid_body_modes, sa_hierarchy, strength
+from mgnet.multigrid.aggregation import (
+    _mis2,
+    aggregate,
+    rigid_body_modes,
+    sa_hierarchy,
+    strength,
+)
 from mgnet.multigrid.algebraic import smoothed_aggregation_solver
 from mgnet.multigrid.matrices import (
     _random_field,
@@ -237,3 +244,56 @@ def test_rotated_anisotropy_is_the_q1_assembly_of_scikit_fem(eps, angle):
     p = rotated_anisotropy(n, eps, angle)
     np.testing.assert_allclose(p.A.toarray(), ref, atol=1e-12)
     np.testing.assert_allclose(p.b, unit_load.assemble(basis)[interior][order], rtol=1e-12)
+
+
+def test_strength_is_a_0_1_pattern_without_duplicates():
+    # a non-symmetric A: the union of the pattern and its transpose holds each coupling
+    # once, with value 1 (a coupling strong both ways must not be counted twice)
+    A = sp.csr_matrix(
+        np.array(
+            [
+                [4.0, -1.0, -0.1, 0.0],
+                [-1.0, 4.0, -1.0, 0.0],
+                [-2.0, -1.0, 4.0, -1.0],
+                [0, 0, -1.0, 4.0],
+            ]
+        )
+    )
+    S = strength(A, theta=0.25)
+    expected = np.array([[0, 1, 1, 0], [1, 0, 1, 0], [1, 1, 0, 1], [0, 0, 1, 0]])
+    np.testing.assert_array_equal(S.toarray(), expected)
+    assert S.nnz == expected.sum() and S.has_canonical_format
+
+
+@pytest.mark.parametrize("n, part", [(9, False), (9, True), (14, True)])
+def test_parallel_roots_are_a_maximal_distance_2_independent_set(n, part):
+    S = strength(laplace2d(n))
+    size = S.shape[0]
+    rng = np.random.default_rng(n)
+    free = rng.uniform(size=size) < 0.7 if part else np.ones(size, dtype=bool)
+    keys = (rng.permutation(size) + 1.0) / (size + 1.0)
+    roots = _mis2(S, free, keys)
+    # distance <= 2 in the graph restricted to the free nodes
+    F = sp.diags(free.astype(float))
+    G = (F @ S @ F).tocsr()
+    near = ((G + G @ G + sp.eye(size)) != 0).toarray()
+    assert free[roots].all() and len(roots) > 1
+    sub = near[np.ix_(roots, roots)]
+    np.testing.assert_array_equal(sub, np.eye(len(roots), dtype=bool))  # independent
+    assert near[np.ix_(np.flatnonzero(free), roots)].any(axis=1).all()  # maximal
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_parallel_aggregates_of_a_grid_hold_a_root_and_two_neighbours_at_least(seed):
+    # phase 1 takes a root and all its neighbours (>= 2 on a 2D grid); phase 2 keeps
+    # only roots with >= 2 free neighbours; the rest join existing aggregates: so no
+    # aggregate of a 5-point grid has fewer than 3 nodes, and each is connected
+    A = laplace2d(12)
+    agg, count = aggregate(strength(A), seed, "parallel")
+    assert (agg >= 0).all()
+    sizes = np.bincount(agg, minlength=count)
+    assert sizes.min() >= 3, sizes
+    for a in range(count):
+        nodes = np.flatnonzero(agg == a)
+        sub = A[nodes][:, nodes]
+        assert connected_components(sub, directed=False)[0] == 1

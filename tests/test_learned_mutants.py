@@ -8,9 +8,12 @@ import inspect
 import re
 
 import pytest
+import torch
+import torch.nn.functional as F
 
 from mgnet.cli import build_parser
-from mgnet.multigrid import LearnedSmoother, learn_smoother
+from mgnet.multigrid import ConvolutionSmoother, LearnedSmoother, learn_smoother
+from mgnet.stencils import diffusion, laplacian
 
 
 def _learn_smoother_actions() -> dict[str, argparse.Action]:
@@ -58,3 +61,30 @@ def test_a_long_missing_path_is_named_by_its_last_200_characters(tmp_path):
     assert "\n" not in message
     assert repr(str(path)[-200:]) in message
     assert "X" not in message and ("a" * 197 + ".pt") in message
+
+
+@pytest.mark.parametrize("arg, value, low", [("steps", -1, 0), ("cycles", 0, 1), ("batch", 0, 1)])
+def test_training_sizes_below_their_minimum_are_refused(arg, value, low):
+    with pytest.raises(ValueError, match=rf"{arg}: must be an integer >= {low}, got {value}"):
+        learn_smoother("poisson", n=7, **{arg: value})
+
+
+@pytest.mark.parametrize("variable", [False, True])
+def test_blocked_fused_step_on_a_large_grid_is_the_correlation(variable):
+    # on a 300 x 300 grid the fused step runs in blocks of rows (cache blocking); it must
+    # be u + K * (D^-1 (f - A u)), the zero-padded cross-correlation of torch's conv2d
+    n = 300
+    A = diffusion((n, n), lambda x, y: 1 + x + 2 * y) if variable else laplacian((n, n))
+    g = torch.Generator().manual_seed(0)
+    K = torch.randn(5, 3, generator=g, dtype=torch.float64)  # not symmetric
+    B = ConvolutionSmoother(A, K)
+    assert len(B.blocks) > len(B.pieces)  # the blocked path
+    u = torch.randn(1, 1, n, n, generator=g, dtype=torch.float64)
+    f = torch.randn(1, 1, n, n, generator=g, dtype=torch.float64)
+    with torch.no_grad():
+        r = f - A(u)
+        d = A.diagonal()
+        scaled = r / (d if isinstance(d, torch.Tensor) else float(d))
+        expect = u + F.conv2d(scaled, K[None, None], padding=(2, 1))
+        got = B.update_(A, u.clone(), f)
+    torch.testing.assert_close(got, expect, rtol=1e-12, atol=1e-12)

@@ -12,7 +12,13 @@ import scipy.sparse.linalg as spla
 import torch
 
 from mgnet.core import Step
-from mgnet.multigrid import MultigridSolver, MultilevelSolver, geometric_hierarchy, make_problem
+from mgnet.multigrid import (
+    MultigridSolver,
+    MultilevelSolver,
+    SolverLevel,
+    geometric_hierarchy,
+    make_problem,
+)
 from mgnet.multigrid.smoothing import RedBlackGaussSeidel
 from mgnet.stencils import NonlinearOperator, laplacian
 
@@ -140,3 +146,68 @@ def test_a_nonlinear_operator_refuses_galerkin_coarse_operators():
     A = NonlinearOperator(laplacian((7,)), "cubic")
     with pytest.raises(ValueError, match="coarse: a nonlinear operator is coarsened by"):
         MultigridSolver(A, coarse="galerkin", device="cpu")
+
+
+@pytest.mark.parametrize("accel", [None, "cg"])
+def test_a_zero_right_hand_side_gives_zero_at_once(accel):
+    # ||b|| = 0: the norms take their scaled form, which must give 0 (not 0 / 0)
+    solver = MultigridSolver(laplacian((7, 7)), device="cpu")
+    x = solver.solve(np.zeros((7, 7)), accel=accel)
+    assert solver.converged and solver.iterations == 0
+    assert np.all(x == 0.0) and solver.history == [0.0]
+
+
+def test_fmg_history_starts_with_the_largest_norm_of_a_batch():
+    solver = MultigridSolver(laplacian((7, 7)), device="cpu")
+    rng = np.random.default_rng(0)
+    b = rng.standard_normal((2, 1, 7, 7))
+    b[1] *= 10.0
+    solver.fmg(b, maxiter=3, tol=1e-10)
+    norms = np.linalg.norm(b.reshape(2, -1), axis=1)
+    assert solver.history[0] == pytest.approx(norms.max(), rel=1e-14)
+
+
+class _Dense(torch.nn.Module):
+    """A dense symmetric matrix acting on (batch, 1, n)."""
+
+    def __init__(self, M: np.ndarray) -> None:
+        super().__init__()
+        self.register_buffer("M", torch.from_numpy(M))
+
+    def forward(self, u: torch.Tensor) -> torch.Tensor:
+        return u @ self.M.T
+
+
+class _OneLevel(MultilevelSolver):
+    def __init__(self, A: np.ndarray, B: np.ndarray) -> None:
+        self.shape, self.n = (A.shape[0],), A.shape[0]
+        super().__init__([SolverLevel(A=_Dense(A), presmoother=[_Dense(B)])], device="cpu")
+
+
+def test_cg_stops_with_breakdown_when_p_a_p_is_not_positive():
+    # one level whose "coarse solve" is M = I (positive definite) and an indefinite A:
+    # for b = (1, 2), r^T M r = 5 > 0 but p^T A p = b^T A b = 1 - 4 = -3 <= 0, so CG must
+    # stop at once with "breakdown" (its step would go uphill)
+    A = np.diag([1.0, -1.0])
+    solver = _OneLevel(A, np.eye(2))
+    x = solver.solve(np.array([1.0, 2.0]), accel="cg", maxiter=5)
+    assert solver.reason == "breakdown" and not solver.converged
+    assert solver.iterations == 0 and np.all(x == 0.0)
+    # and with M = -I (r^T M r < 0) and a positive definite A: breakdown as well
+    solver = _OneLevel(np.eye(2), -np.eye(2))
+    solver.solve(np.array([1.0, 2.0]), accel="cg", maxiter=5)
+    assert solver.reason == "breakdown" and solver.iterations == 0
+
+
+@pytest.mark.parametrize("A", [laplacian((15, 15)), NonlinearOperator(laplacian((15,)), "cubic")])
+def test_geometric_hierarchy_defaults_are_the_solvers(A):
+    # geometric_hierarchy documents "arguments as MultigridSolver": called with its own
+    # defaults it must build the solver's default levels
+    got = geometric_hierarchy(A)
+    want = MultigridSolver(A, device="cpu").levels
+    assert len(got) == len(want) >= 3
+    for g, w in zip(got, want):
+        assert (g.nu, g.shape, g.info, g.unknowns) == (w.nu, w.shape, w.info, w.unknowns)
+        names = [type(B).__name__ for B in g.presmoother + g.postsmoother]
+        assert names == [type(B).__name__ for B in w.presmoother + w.postsmoother]
+    assert got[0].nu == (2, 2)  # one red-black sweep (two steps) before and after
