@@ -14,8 +14,10 @@ Made for PDE data on vertex-centred grids of s = 2^k + 1 points per side, bounda
   B^{l,i} (3x3, data -> feature) for each of nu pre- and nu' post-smoothing steps;
   R (3x3, stride 2) restricts the residual f - A^l u (data), P (3x3 transposed
   convolution, stride 2) prolongs the coarse correction (feature), and Pi = 0: the
-  correction scheme. Zero padding is the Dirichlet boundary. The cycle is the library's
-  one MgCycle: no second implementation.
+  correction scheme. Zero padding is the Dirichlet boundary. R starts as full weighting
+  and P as bilinear interpolation, channel by channel (``transfer_init="multigrid"``), so
+  that the coarse grids carry the smooth part of the data from the first step. The cycle
+  is the library's one MgCycle: no second implementation.
 * :class:`FNO2d`: FNO-2D (Li et al., "Fourier Neural Operator for Parametric PDEs", 2020),
   written here after the paper and its reference Darcy script (width 32, 12 modes,
   4 Fourier layers, grid coordinates as input channels, zero-padding of 9 points against
@@ -108,13 +110,42 @@ def _nu_pair(nu: int | Sequence[int]) -> tuple[int, int]:
     return pre, post
 
 
-def linear_v_cycle(width: int, levels: int, nu: tuple[int, int]) -> MgCycle:
+TRANSFER_INITS = ("multigrid", "random")
+
+
+def _multigrid_transfers_(transfers: Sequence[Transfer], width: int) -> None:
+    """R <- full weighting, P <- bilinear interpolation, each acting on every channel alone.
+
+    On the vertex-centred grids of the cycle (coarse node i on fine node 2i) both are the
+    tensor product of (1, 2, 1): R's 3 x 3 stride-2 kernel (1, 2, 1)^T (1, 2, 1) / 16 (weights
+    summing to 1: a smooth residual keeps its size on the coarse grid) and P's transposed
+    kernel (1, 2, 1)^T (1, 2, 1) / 4 (every fine node gets weights summing to 1). Zero
+    padding makes them the Dirichlet transfers: the boundary nodes see zeros outside."""
+    taps = torch.tensor([1.0, 2.0, 1.0])
+    stencil = torch.outer(taps, taps)
+    eye = torch.eye(width).view(width, width, 1, 1)
+    with torch.no_grad():
+        for t in transfers:
+            t.R.weight.copy_(eye * stencil / 16)
+            t.P.weight.copy_(eye * stencil / 4)
+
+
+def linear_v_cycle(
+    width: int, levels: int, nu: tuple[int, int], transfer_init: str = "multigrid"
+) -> MgCycle:
     """A linear multichannel V-cycle on ``levels`` grids with ``width`` channels.
 
     Grid l: A^l (3x3 conv, feature -> data) and nu = (pre, post) smoothing steps, each with
     its own B^{l,i} (3x3 conv, data -> feature); sigma = identity. Between grids: R (3x3
     conv, stride 2) on the residual, P (3x3 transposed conv, stride 2), Pi = 0. A grid of
     n points (n odd) has a coarse grid of (n - 1) / 2 + 1 points, and P maps it back to n.
+
+    ``transfer_init``: ``"multigrid"`` starts R as full weighting and P as bilinear
+    interpolation on every channel (:func:`_multigrid_transfers_`); ``"random"`` leaves
+    PyTorch's default initialisation. A and B always start random. With random R and P
+    the path through grid l is a product of 2l + 1 random maps of gain about 1/sqrt(3)
+    each, so the coarse grids, the cycle's global reach, start almost silent and learn
+    slowly (benchmarks/darcy_operators.py).
     """
 
     def conv(stride: int = 1) -> nn.Conv2d:
@@ -135,6 +166,12 @@ def linear_v_cycle(width: int, levels: int, nu: tuple[int, int]) -> MgCycle:
         )
         for _ in range(levels - 1)
     ]
+    if transfer_init == "multigrid":
+        _multigrid_transfers_(transfers, width)
+    elif transfer_init != "random":
+        raise ValueError(
+            f"transfer_init: expected one of {', '.join(TRANSFER_INITS)}, got {transfer_init!r:.80}"
+        )
     return MgCycle(grids, transfers, shape="V")
 
 
@@ -142,9 +179,11 @@ class MgNOLayer(nn.Module):
     """v -> V(v) + W v: the linear V-cycle ``cycle`` (run with f = v, u = 0) plus a
     pointwise linear ``skip`` W with bias. The nonlinearity is applied by :class:`MgNO`."""
 
-    def __init__(self, width: int, levels: int, nu: tuple[int, int]) -> None:
+    def __init__(
+        self, width: int, levels: int, nu: tuple[int, int], transfer_init: str = "multigrid"
+    ) -> None:
         super().__init__()
-        self.cycle = linear_v_cycle(width, levels, nu)
+        self.cycle = linear_v_cycle(width, levels, nu, transfer_init)
         self.skip = nn.Conv2d(width, width, 1)
 
     def forward(self, v: Tensor) -> Tensor:
@@ -164,6 +203,8 @@ class MgNO(NeuralOperator):
         nu: smoothing steps per grid, n or (pre, post).
         coords: append the grid coordinates as input channels.
         proj_width: hidden channels of the pointwise projection.
+        transfer_init: ``"multigrid"`` (R full weighting, P bilinear interpolation at
+            initialisation) or ``"random"`` (PyTorch's default), see :func:`linear_v_cycle`.
     """
 
     def __init__(
@@ -176,6 +217,7 @@ class MgNO(NeuralOperator):
         nu: int | Sequence[int] = (1, 1),
         coords: bool = False,
         proj_width: int = 128,
+        transfer_init: str = "multigrid",
     ) -> None:
         super().__init__(in_channels, out_channels, coords)
         self.width = check_int("width", width, 1, MAX_WIDTH)
@@ -184,7 +226,9 @@ class MgNO(NeuralOperator):
         self.nu = _nu_pair(nu)
         self.proj_width = check_int("proj_width", proj_width, 1, MAX_WIDTH)
         self.lift = nn.Conv2d(self.lifted_channels, width, 1)
-        self.layers = nn.ModuleList(MgNOLayer(width, levels, self.nu) for _ in range(layers))
+        self.layers = nn.ModuleList(
+            MgNOLayer(width, levels, self.nu, transfer_init) for _ in range(layers)
+        )
         self.proj = _pointwise_mlp(width, proj_width, out_channels)
 
     @property
