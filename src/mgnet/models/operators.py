@@ -120,7 +120,11 @@ def _multigrid_transfers_(transfers: Sequence[Transfer], width: int) -> None:
     tensor product of (1, 2, 1): R's 3 x 3 stride-2 kernel (1, 2, 1)^T (1, 2, 1) / 16 (weights
     summing to 1: a smooth residual keeps its size on the coarse grid) and P's transposed
     kernel (1, 2, 1)^T (1, 2, 1) / 4 (every fine node gets weights summing to 1). Zero
-    padding makes them the Dirichlet transfers: the boundary nodes see zeros outside."""
+    padding makes them the Dirichlet transfers: the boundary nodes see zeros outside.
+    On the meta device (parameter counts) there are no values to fill: nothing is done,
+    which also keeps torch's Python reference kernels (and torch._dynamo) out."""
+    if any(t.R.weight.is_meta for t in transfers):
+        return
     taps = torch.tensor([1.0, 2.0, 1.0])
     stencil = torch.outer(taps, taps)
     eye = torch.eye(width).view(width, width, 1, 1)
