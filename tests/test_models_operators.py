@@ -248,3 +248,45 @@ def test_spectral_conv_is_a_circular_convolution():
             conv(shifted), torch.roll(conv(x), shifts=(5, -3), dims=(2, 3)), rtol=0, atol=1e-12
         )
         assert conv(x).abs().max() > 1e-3
+
+
+def test_mgno_records_its_grid_and_refines_the_cycle_on_a_finer_one():
+    torch.manual_seed(0)
+    model = create_model("mgno", width=4, layers=1, levels=3)
+    assert model.trained_shape is None and model.extra_grids((33, 33)) == 0
+    model(torch.randn(1, 1, 17, 17))  # a training step's forward records the grid
+    assert model.trained_shape == (17, 17)
+    model.eval()
+    model(torch.randn(1, 1, 33, 33))  # evaluation does not
+    assert model.trained_shape == (17, 17)
+    assert [model.extra_grids((n, n)) for n in (17, 33, 65, 25, 49)] == [0, 1, 2, 0, 0]
+    assert model.extra_grids((33, 65)) == 0 and model.extra_grids((33,)) == 0
+    # saved with the weights; weights saved before the record load without one
+    state = model.state_dict()
+    again = create_model("mgno", width=4, layers=1, levels=3)
+    again.load_state_dict(state)
+    assert again.trained_shape == (17, 17)
+    del state["_extra_state"]
+    old = create_model("mgno", width=4, layers=1, levels=3)
+    old.load_state_dict(state)
+    assert old.trained_shape is None
+
+
+def test_refined_cycle_adds_finest_grids_with_shared_stencils_and_h2_scaled_b():
+    from mgnet.models.operators import refined_cycle
+
+    torch.manual_seed(0)
+    cycle = linear_v_cycle(width=3, levels=3, nu=(1, 1)).double()
+    fine = refined_cycle(cycle, 2)
+    assert isinstance(fine, MgCycle) and fine.depth == 5 and fine.shape == "V"
+    assert list(fine.levels)[2:] == list(cycle.levels)  # the trained grids, as they are
+    assert {id(p) for p in fine.parameters()} == {id(p) for p in cycle.parameters()}
+    first = cycle.levels[0]
+    r = torch.randn(1, 3, 9, 9, dtype=torch.float64)
+    with torch.no_grad():
+        for i, level in ((1, fine.levels[1]), (2, fine.levels[0])):  # i: grids finer
+            assert level.A is first.A and level.nu == first.nu
+            torch.testing.assert_close(level.pre[0].B(r), 4.0**-i * first.pre[0].B(r))
+            torch.testing.assert_close(level.post[0].B(r), 4.0**-i * first.post[0].B(r))
+        f = torch.randn(1, 3, 65, 65, dtype=torch.float64)
+        torch.testing.assert_close(fine(f), v_cycle_by_hand(fine, f), rtol=1e-12, atol=1e-12)

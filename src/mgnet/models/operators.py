@@ -33,12 +33,14 @@ Made for PDE data on vertex-centred grids of s = 2^k + 1 points per side, bounda
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from mgnet.constrained import Scaled
 from mgnet.core import Level, MgCycle, Step, Transfer
 from mgnet.models.common import check_int, check_layout
 
@@ -179,9 +181,33 @@ def linear_v_cycle(
     return MgCycle(grids, transfers, shape="V")
 
 
+def refined_cycle(cycle: MgCycle, extra: int) -> MgCycle:
+    """``cycle`` on a grid 2^extra times finer: ``extra`` more finest grids in front of its
+    own, so that its grids keep their physical spacing (the coarsest stays the coarsest).
+
+    The new grid i = 1..extra (counted towards the finer) reuses the finest grid's A^1 and
+    its first transfer's R and P, and its B^{1,j} scaled by 4^-i: the stencils are in
+    grid units, and the correction a smoother adds from the local data shrinks like h^2
+    for a second-order operator. The same MgCycle class, with shared modules: no second
+    cycle and no new parameters."""
+    first, transfer = cycle.levels[0], cycle.transfers[0]
+    levels, transfers = list(cycle.levels), list(cycle.transfers)
+    for i in range(1, extra + 1):
+        scale = Scaled(4.0**-i)
+
+        def steps(old: Sequence[Step], scale: Scaled = scale) -> list[Step]:
+            return [Step(first.A, nn.Sequential(step.B, scale)) for step in old]
+
+        levels.insert(0, Level(first.A, steps(first.pre), steps(first.post)))
+        transfers.insert(0, transfer)
+    return MgCycle(levels, transfers, shape=cycle.shape)
+
+
 class MgNOLayer(nn.Module):
     """v -> V(v) + W v: the linear V-cycle ``cycle`` (run with f = v, u = 0) plus a
-    pointwise linear ``skip`` W with bias. The nonlinearity is applied by :class:`MgNO`."""
+    pointwise linear ``skip`` W with bias. The nonlinearity is applied by :class:`MgNO`.
+    ``extra`` > 0 runs the cycle on a grid 2^extra times finer than the one it was
+    trained on (:func:`refined_cycle`)."""
 
     def __init__(
         self, width: int, levels: int, nu: tuple[int, int], transfer_init: str = "multigrid"
@@ -190,8 +216,9 @@ class MgNOLayer(nn.Module):
         self.cycle = linear_v_cycle(width, levels, nu, transfer_init)
         self.skip = nn.Conv2d(width, width, 1)
 
-    def forward(self, v: Tensor) -> Tensor:
-        return self.cycle(v) + self.skip(v)
+    def forward(self, v: Tensor, extra: int = 0) -> Tensor:
+        cycle = refined_cycle(self.cycle, extra) if extra else self.cycle
+        return cycle(v) + self.skip(v)
 
 
 class MgNO(NeuralOperator):
@@ -209,6 +236,12 @@ class MgNO(NeuralOperator):
         proj_width: hidden channels of the pointwise projection.
         transfer_init: ``"multigrid"`` (R full weighting, P bilinear interpolation at
             initialisation) or ``"random"`` (PyTorch's default), see :func:`linear_v_cycle`.
+
+    Resolution: training records the grid it sees (``trained_shape``, saved with the
+    weights as extra state). On a grid 2^k times finer in every axis (k >= 1; e.g. trained
+    at 65, run at 129 or 257) every cycle runs on k more finest grids
+    (:func:`refined_cycle`), so that its coarse grids are the physical grids it learned on;
+    on any other accepted grid it runs its J grids as they are.
     """
 
     def __init__(
@@ -234,6 +267,31 @@ class MgNO(NeuralOperator):
             MgNOLayer(width, levels, self.nu, transfer_init) for _ in range(layers)
         )
         self.proj = _pointwise_mlp(width, proj_width, out_channels)
+        self.trained_shape: tuple[int, ...] | None = None
+
+    def get_extra_state(self) -> dict:
+        return {"trained_shape": self.trained_shape}
+
+    def set_extra_state(self, state: dict) -> None:
+        shape = state.get("trained_shape") if isinstance(state, dict) else None
+        self.trained_shape = None if shape is None else tuple(int(n) for n in shape)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
+        # weights saved before the grid was recorded: no record, the J grids as they are
+        state_dict.setdefault(prefix + "_extra_state", {"trained_shape": None})
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def extra_grids(self, shape: Sequence[int]) -> int:
+        """k where ``shape`` is 2^k (k >= 1) times finer than ``trained_shape`` in every
+        axis (n - 1 = 2^k (t - 1)), else 0."""
+        if self.trained_shape is None or len(shape) != len(self.trained_shape):
+            return 0
+        ratios = {(n - 1) / (t - 1) for n, t in zip(shape, self.trained_shape)}
+        if len(ratios) != 1:
+            return 0
+        ratio = ratios.pop()
+        k = round(math.log2(ratio)) if ratio >= 2 else 0
+        return k if k >= 1 and 2**k == ratio else 0
 
     @property
     def min_input_size(self) -> int:
@@ -249,9 +307,12 @@ class MgNO(NeuralOperator):
 
     def forward(self, x: Tensor) -> Tensor:
         self.check_input(x)
+        if self.training:
+            self.trained_shape = tuple(x.shape[2:])
+        extra = self.extra_grids(x.shape[2:])
         v = self.lift(self.with_coords(x))
         for layer in self.layers:
-            v = F.gelu(layer(v))
+            v = F.gelu(layer(v, extra))
         return self.proj(v)
 
     def activation_numel(self, size: int) -> int:
