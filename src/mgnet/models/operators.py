@@ -237,8 +237,8 @@ class MgNO(NeuralOperator):
         transfer_init: ``"multigrid"`` (R full weighting, P bilinear interpolation at
             initialisation) or ``"random"`` (PyTorch's default), see :func:`linear_v_cycle`.
 
-    Resolution: training records the grid it sees (``trained_shape``, saved with the
-    weights as extra state). On a grid 2^k times finer in every axis (k >= 1; e.g. trained
+    Resolution: training records the grid it sees (the buffer ``trained_shape``, saved
+    with the weights). On a grid 2^k times finer in every axis (k >= 1; e.g. trained
     at 65, run at 129 or 257) every cycle runs on k more finest grids
     (:func:`refined_cycle`), so that its coarse grids are the physical grids it learned on;
     on any other accepted grid it runs its J grids as they are.
@@ -267,26 +267,21 @@ class MgNO(NeuralOperator):
             MgNOLayer(width, levels, self.nu, transfer_init) for _ in range(layers)
         )
         self.proj = _pointwise_mlp(width, proj_width, out_channels)
-        self.trained_shape: tuple[int, ...] | None = None
-
-    def get_extra_state(self) -> dict:
-        return {"trained_shape": self.trained_shape}
-
-    def set_extra_state(self, state: dict) -> None:
-        shape = state.get("trained_shape") if isinstance(state, dict) else None
-        self.trained_shape = None if shape is None else tuple(int(n) for n in shape)
+        # (height, width) of the last training batch; zeros: not recorded
+        self.register_buffer("trained_shape", torch.zeros(2, dtype=torch.long))
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
         # weights saved before the grid was recorded: no record, the J grids as they are
-        state_dict.setdefault(prefix + "_extra_state", {"trained_shape": None})
+        state_dict.setdefault(prefix + "trained_shape", torch.zeros(2, dtype=torch.long))
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def extra_grids(self, shape: Sequence[int]) -> int:
         """k where ``shape`` is 2^k (k >= 1) times finer than ``trained_shape`` in every
-        axis (n - 1 = 2^k (t - 1)), else 0."""
-        if self.trained_shape is None or len(shape) != len(self.trained_shape):
+        axis (n - 1 = 2^k (t - 1)), else 0 (also when no grid was recorded)."""
+        trained = self.trained_shape.tolist()
+        if len(shape) != len(trained) or min(trained) < 2:
             return 0
-        ratios = {(n - 1) / (t - 1) for n, t in zip(shape, self.trained_shape)}
+        ratios = {(n - 1) / (t - 1) for n, t in zip(shape, trained)}
         if len(ratios) != 1:
             return 0
         ratio = ratios.pop()
@@ -308,8 +303,11 @@ class MgNO(NeuralOperator):
     def forward(self, x: Tensor) -> Tensor:
         self.check_input(x)
         if self.training:
-            self.trained_shape = tuple(x.shape[2:])
-        extra = self.extra_grids(x.shape[2:])
+            for axis, n in enumerate(x.shape[2:]):
+                self.trained_shape[axis] = n  # a fill on the device, no synchronisation
+            extra = 0
+        else:
+            extra = self.extra_grids(x.shape[2:])
         v = self.lift(self.with_coords(x))
         for layer in self.layers:
             v = F.gelu(layer(v, extra))
