@@ -40,7 +40,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mgnet.constrained import Scaled
 from mgnet.core import Level, MgCycle, Step, Transfer
 from mgnet.models.common import check_int, check_layout
 
@@ -181,6 +180,17 @@ def linear_v_cycle(
     return MgCycle(grids, transfers, shape="V")
 
 
+class _TimesB(nn.Module):
+    """B' = c B: a smoother ``B`` (data -> feature) with its output scaled by ``c``."""
+
+    def __init__(self, B: nn.Module, c: float) -> None:
+        super().__init__()
+        self.B, self.c = B, c
+
+    def forward(self, r: Tensor) -> Tensor:
+        return self.c * self.B(r)
+
+
 def refined_cycle(cycle: MgCycle, extra: int) -> MgCycle:
     """``cycle`` on a grid 2^extra times finer: ``extra`` more finest grids in front of its
     own, so that its grids keep their physical spacing (the coarsest stays the coarsest).
@@ -193,10 +203,9 @@ def refined_cycle(cycle: MgCycle, extra: int) -> MgCycle:
     first, transfer = cycle.levels[0], cycle.transfers[0]
     levels, transfers = list(cycle.levels), list(cycle.transfers)
     for i in range(1, extra + 1):
-        scale = Scaled(4.0**-i)
 
-        def steps(old: Sequence[Step], scale: Scaled = scale) -> list[Step]:
-            return [Step(first.A, nn.Sequential(step.B, scale)) for step in old]
+        def steps(old: Sequence[Step], c: float = 4.0**-i) -> list[Step]:
+            return [Step(first.A, _TimesB(step.B, c)) for step in old]
 
         levels.insert(0, Level(first.A, steps(first.pre), steps(first.post)))
         transfers.insert(0, transfer)
