@@ -25,22 +25,23 @@ Measured with ``python benchmarks/darcy_operators.py`` (the defaults: 1000 train
 / 100 test at 65^2, solved at 129^2 with seed 0; 8 epochs, batch 10, channels-last, one
 thread), torch 2.14.1 CPU, on a 2-core VM shared with other jobs. Two runs on the same
 data: the one before mgno's transfers started as the multigrid ones (load about 3) and the
-one after (load 5 to 6, so its seconds are 2 to 3 times the first run's). On one thread
-the errors are deterministic: fno's per-epoch errors are the same in both runs.
+one after (load 5 to 6, so its seconds are 1.5 to 2.6 times the first run's). On one thread
+the errors are deterministic: fno's, fno_small's and unet's are the same in both runs.
 
     model         params   rel L2  rel H1   L2@129  H1@129  s/epoch  L2/fno
     mgno         482,705   0.0184  0.1139   0.0399  0.1561    178.7    0.83
     fno        2,368,001   0.0223  0.1456   0.0638  0.3052    121.7    1.00
-    fno_small    457,409   0.0323  0.1698   0.0606  0.2717     42.1    1.45
-    unet         482,449   0.0218  0.1327   0.3969  0.7009     11.1    0.98
+    fno_small    457,409   0.0323  0.1698   0.0606  0.2717     63.8    1.45
+    unet         482,449   0.0218  0.1327   0.3969  0.7009     16.9    0.98
     mgno, before 482,705   0.0378  0.2186   0.2024  0.7718     69.6    1.70
 
-(mgno and fno: the second run; fno_small, unet and "mgno, before": the first run, at
-about a third of the load, with fno at 63.4 s/epoch. mgno's L2@129 and H1@129 are those
-of the refined cycle below: the second run's code predates the record of the trained
-grid, so its weights were evaluated again (``mgnet eval``'s evaluate_checkpoint) with the
-grid, 65 x 65, added to them; the J = 5 grids as they are give 0.238 and 0.509. With the
-code as it is, training records the grid and the benchmark reports the refined figures.)
+(The second run, 58 minutes in all, except "mgno, before": the first run, at about half
+the load, where fno took 63.4 s/epoch, fno_small 42.1 and unet 11.1. mgno's L2@129 and
+H1@129 are those of the refined cycle below: the second run's code predates the record of
+the trained grid, so its weights were evaluated again (``mgnet eval``'s
+evaluate_checkpoint) with the grid, 65 x 65, added to them; the J = 5 grids as they are
+give 0.238 and 0.509. With the code as it is, training records the grid and the
+benchmark reports the refined figures.)
 
 Test relative L2 after each epoch (metrics.jsonl, logged, never used for selection):
 
