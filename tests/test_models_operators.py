@@ -63,6 +63,45 @@ def test_mgno_layer_is_a_linear_v_cycle_of_the_core():
             assert t.R.stride == (2, 2) and isinstance(t.P, nn.ConvTranspose2d)
 
 
+def test_mgno_transfers_start_as_full_weighting_and_bilinear_interpolation():
+    torch.manual_seed(0)
+    t = create_model("mgno", width=3, levels=3).layers[0].cycle.transfers[0]
+    xs = torch.linspace(0, 1, 17, dtype=torch.float64)
+    ramp = (2 * xs[None, :] - 3 * xs[:, None] + 0.5).expand(1, 3, 17, 17)  # linear in x, y
+    with torch.no_grad():
+        coarse = t.R.double()(ramp)
+        fine = t.P.double()(ramp[..., ::2, ::2])
+    # full weighting keeps a linear field at interior coarse nodes (weights summing to 1) and
+    # bilinear interpolation reproduces it at every interior fine node, channel by channel
+    torch.testing.assert_close(coarse[..., 1:-1, 1:-1], ramp[..., 2:-2:2, 2:-2:2])
+    torch.testing.assert_close(fine[..., 1:-1, 1:-1], ramp[..., 1:-1, 1:-1])
+    assert t.R.weight[0, 0].tolist() == [
+        [1 / 16, 1 / 8, 1 / 16],
+        [1 / 8, 1 / 4, 1 / 8],
+        [1 / 16, 1 / 8, 1 / 16],
+    ]
+    assert t.R.weight[0, 1:].abs().sum() == 0 and t.P.weight[0, 1:].abs().sum() == 0
+
+
+def test_mgno_coarse_grids_are_heard_at_initialisation():
+    """Measured: with R and P starting as the multigrid transfers, a fresh V-cycle passes
+    a smooth field with 1.5 to 2.7 times the gain of noise (seeds 0-4: its coarse grids
+    answer); with PyTorch's random R and P it acts like one local 3 x 3 map, 0.8 to 1.05."""
+    xs = torch.linspace(0, 1, 33)
+    smooth = (torch.sin(torch.pi * xs)[:, None] * torch.sin(torch.pi * xs)[None, :]).expand(
+        1, 24, 33, 33
+    )
+    noise = torch.randn(1, 24, 33, 33, generator=torch.Generator().manual_seed(1))
+    ratios = {}
+    for init in ("multigrid", "random"):
+        torch.manual_seed(0)
+        cycle = create_model("mgno", transfer_init=init).layers[0].cycle
+        with torch.no_grad():
+            gain = [cycle(x).norm() / x.norm() for x in (smooth, noise)]
+        ratios[init] = (gain[0] / gain[1]).item()
+    assert ratios["multigrid"] > 1.4 and 0.7 < ratios["random"] < 1.15, ratios
+
+
 def test_mgno_cycle_is_linear_to_round_off():
     torch.manual_seed(0)
     cycle = create_model("mgno").layers[0].cycle.double()
@@ -159,6 +198,7 @@ def test_coordinates_as_extra_channels():
         ("unet", {"coords": 1}, "coords: expected True or False"),
         ("unet", {"widht": 3}, "does not accept widht; accepted: coords, depth, width"),
         ("mgno", {"out_channels": 0}, "out_channels: must be an integer >= 1"),
+        ("mgno", {"transfer_init": "gauss"}, "^transfer_init: expected one of multigrid, random"),
     ],
 )
 def test_bad_operator_arguments_are_one_line(name, kwargs, message):
@@ -208,3 +248,45 @@ def test_spectral_conv_is_a_circular_convolution():
             conv(shifted), torch.roll(conv(x), shifts=(5, -3), dims=(2, 3)), rtol=0, atol=1e-12
         )
         assert conv(x).abs().max() > 1e-3
+
+
+def test_mgno_records_its_grid_and_refines_the_cycle_on_a_finer_one():
+    torch.manual_seed(0)
+    model = create_model("mgno", width=4, layers=1, levels=3)
+    assert model.trained_shape.tolist() == [0, 0] and model.extra_grids((33, 33)) == 0
+    model(torch.randn(1, 1, 17, 17))  # a training step's forward records the grid
+    assert model.trained_shape.tolist() == [17, 17]
+    model.eval()
+    model(torch.randn(1, 1, 33, 33))  # evaluation does not
+    assert model.trained_shape.tolist() == [17, 17]
+    assert [model.extra_grids((n, n)) for n in (17, 33, 65, 25, 49)] == [0, 1, 2, 0, 0]
+    assert model.extra_grids((33, 65)) == 0 and model.extra_grids((33,)) == 0
+    # saved with the weights; weights saved before the record load without one
+    state = model.state_dict()
+    again = create_model("mgno", width=4, layers=1, levels=3)
+    again.load_state_dict(state)
+    assert again.trained_shape.tolist() == [17, 17]
+    del state["trained_shape"]
+    old = create_model("mgno", width=4, layers=1, levels=3)
+    old.load_state_dict(state)
+    assert old.trained_shape.tolist() == [0, 0] and old.extra_grids((33, 33)) == 0
+
+
+def test_refined_cycle_adds_finest_grids_with_shared_stencils_and_h2_scaled_b():
+    from mgnet.models.operators import refined_cycle
+
+    torch.manual_seed(0)
+    cycle = linear_v_cycle(width=3, levels=3, nu=(1, 1)).double()
+    fine = refined_cycle(cycle, 2)
+    assert isinstance(fine, MgCycle) and fine.depth == 5 and fine.shape == "V"
+    assert list(fine.levels)[2:] == list(cycle.levels)  # the trained grids, as they are
+    assert {id(p) for p in fine.parameters()} == {id(p) for p in cycle.parameters()}
+    first = cycle.levels[0]
+    r = torch.randn(1, 3, 9, 9, dtype=torch.float64)
+    with torch.no_grad():
+        for i, level in ((1, fine.levels[1]), (2, fine.levels[0])):  # i: grids finer
+            assert level.A is first.A and level.nu == first.nu
+            torch.testing.assert_close(level.pre[0].B(r), 4.0**-i * first.pre[0].B(r))
+            torch.testing.assert_close(level.post[0].B(r), 4.0**-i * first.post[0].B(r))
+        f = torch.randn(1, 3, 65, 65, dtype=torch.float64)
+        torch.testing.assert_close(fine(f), v_cycle_by_hand(fine, f), rtol=1e-12, atol=1e-12)

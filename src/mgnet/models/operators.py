@@ -14,8 +14,10 @@ Made for PDE data on vertex-centred grids of s = 2^k + 1 points per side, bounda
   B^{l,i} (3x3, data -> feature) for each of nu pre- and nu' post-smoothing steps;
   R (3x3, stride 2) restricts the residual f - A^l u (data), P (3x3 transposed
   convolution, stride 2) prolongs the coarse correction (feature), and Pi = 0: the
-  correction scheme. Zero padding is the Dirichlet boundary. The cycle is the library's
-  one MgCycle: no second implementation.
+  correction scheme. Zero padding is the Dirichlet boundary. R starts as full weighting
+  and P as bilinear interpolation, channel by channel (``transfer_init="multigrid"``), so
+  that the coarse grids carry the smooth part of the data from the first step. The cycle
+  is the library's one MgCycle: no second implementation.
 * :class:`FNO2d`: FNO-2D (Li et al., "Fourier Neural Operator for Parametric PDEs", 2020),
   written here after the paper and its reference Darcy script (width 32, 12 modes,
   4 Fourier layers, grid coordinates as input channels, zero-padding of 9 points against
@@ -31,6 +33,7 @@ Made for PDE data on vertex-centred grids of s = 2^k + 1 points per side, bounda
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -108,13 +111,46 @@ def _nu_pair(nu: int | Sequence[int]) -> tuple[int, int]:
     return pre, post
 
 
-def linear_v_cycle(width: int, levels: int, nu: tuple[int, int]) -> MgCycle:
+TRANSFER_INITS = ("multigrid", "random")
+
+
+def _multigrid_transfers_(transfers: Sequence[Transfer], width: int) -> None:
+    """R <- full weighting, P <- bilinear interpolation, each acting on every channel alone.
+
+    On the vertex-centred grids of the cycle (coarse node i on fine node 2i) both are the
+    tensor product of (1, 2, 1): R's 3 x 3 stride-2 kernel (1, 2, 1)^T (1, 2, 1) / 16 (weights
+    summing to 1: a smooth residual keeps its size on the coarse grid) and P's transposed
+    kernel (1, 2, 1)^T (1, 2, 1) / 4 (every fine node gets weights summing to 1). Zero
+    padding makes them the Dirichlet transfers: the boundary nodes see zeros outside.
+    On the meta device (parameter counts) there are no values to fill: nothing is done,
+    which also keeps torch's Python reference kernels (and torch._dynamo) out."""
+    if any(t.R.weight.is_meta for t in transfers):
+        return
+    taps = torch.tensor([1.0, 2.0, 1.0])
+    stencil = torch.outer(taps, taps)
+    eye = torch.eye(width).view(width, width, 1, 1)
+    with torch.no_grad():
+        for t in transfers:
+            t.R.weight.copy_(eye * stencil / 16)
+            t.P.weight.copy_(eye * stencil / 4)
+
+
+def linear_v_cycle(
+    width: int, levels: int, nu: tuple[int, int], transfer_init: str = "multigrid"
+) -> MgCycle:
     """A linear multichannel V-cycle on ``levels`` grids with ``width`` channels.
 
     Grid l: A^l (3x3 conv, feature -> data) and nu = (pre, post) smoothing steps, each with
     its own B^{l,i} (3x3 conv, data -> feature); sigma = identity. Between grids: R (3x3
     conv, stride 2) on the residual, P (3x3 transposed conv, stride 2), Pi = 0. A grid of
     n points (n odd) has a coarse grid of (n - 1) / 2 + 1 points, and P maps it back to n.
+
+    ``transfer_init``: ``"multigrid"`` starts R as full weighting and P as bilinear
+    interpolation on every channel (:func:`_multigrid_transfers_`); ``"random"`` leaves
+    PyTorch's default initialisation. A and B always start random. With random R and P
+    the path through grid l is a product of 2l + 1 random maps of gain about 1/sqrt(3)
+    each, so the coarse grids, the cycle's global reach, start almost silent and learn
+    slowly (benchmarks/darcy_operators.py).
     """
 
     def conv(stride: int = 1) -> nn.Conv2d:
@@ -135,20 +171,63 @@ def linear_v_cycle(width: int, levels: int, nu: tuple[int, int]) -> MgCycle:
         )
         for _ in range(levels - 1)
     ]
+    if transfer_init == "multigrid":
+        _multigrid_transfers_(transfers, width)
+    elif transfer_init != "random":
+        raise ValueError(
+            f"transfer_init: expected one of {', '.join(TRANSFER_INITS)}, got {transfer_init!r:.80}"
+        )
     return MgCycle(grids, transfers, shape="V")
+
+
+class _TimesB(nn.Module):
+    """B' = c B: a smoother ``B`` (data -> feature) with its output scaled by ``c``."""
+
+    def __init__(self, B: nn.Module, c: float) -> None:
+        super().__init__()
+        self.B, self.c = B, c
+
+    def forward(self, r: Tensor) -> Tensor:
+        return self.c * self.B(r)
+
+
+def refined_cycle(cycle: MgCycle, extra: int) -> MgCycle:
+    """``cycle`` on a grid 2^extra times finer: ``extra`` more finest grids in front of its
+    own, so that its grids keep their physical spacing (the coarsest stays the coarsest).
+
+    The new grid i = 1..extra (counted towards the finer) reuses the finest grid's A^1 and
+    its first transfer's R and P, and its B^{1,j} scaled by 4^-i: the stencils are in
+    grid units, and the correction a smoother adds from the local data shrinks like h^2
+    for a second-order operator. The same MgCycle class, with shared modules: no second
+    cycle and no new parameters."""
+    first, transfer = cycle.levels[0], cycle.transfers[0]
+    levels, transfers = list(cycle.levels), list(cycle.transfers)
+    for i in range(1, extra + 1):
+
+        def steps(old: Sequence[Step], c: float = 4.0**-i) -> list[Step]:
+            return [Step(first.A, _TimesB(step.B, c)) for step in old]
+
+        levels.insert(0, Level(first.A, steps(first.pre), steps(first.post)))
+        transfers.insert(0, transfer)
+    return MgCycle(levels, transfers, shape=cycle.shape)
 
 
 class MgNOLayer(nn.Module):
     """v -> V(v) + W v: the linear V-cycle ``cycle`` (run with f = v, u = 0) plus a
-    pointwise linear ``skip`` W with bias. The nonlinearity is applied by :class:`MgNO`."""
+    pointwise linear ``skip`` W with bias. The nonlinearity is applied by :class:`MgNO`.
+    ``extra`` > 0 runs the cycle on a grid 2^extra times finer than the one it was
+    trained on (:func:`refined_cycle`)."""
 
-    def __init__(self, width: int, levels: int, nu: tuple[int, int]) -> None:
+    def __init__(
+        self, width: int, levels: int, nu: tuple[int, int], transfer_init: str = "multigrid"
+    ) -> None:
         super().__init__()
-        self.cycle = linear_v_cycle(width, levels, nu)
+        self.cycle = linear_v_cycle(width, levels, nu, transfer_init)
         self.skip = nn.Conv2d(width, width, 1)
 
-    def forward(self, v: Tensor) -> Tensor:
-        return self.cycle(v) + self.skip(v)
+    def forward(self, v: Tensor, extra: int = 0) -> Tensor:
+        cycle = refined_cycle(self.cycle, extra) if extra else self.cycle
+        return cycle(v) + self.skip(v)
 
 
 class MgNO(NeuralOperator):
@@ -164,6 +243,14 @@ class MgNO(NeuralOperator):
         nu: smoothing steps per grid, n or (pre, post).
         coords: append the grid coordinates as input channels.
         proj_width: hidden channels of the pointwise projection.
+        transfer_init: ``"multigrid"`` (R full weighting, P bilinear interpolation at
+            initialisation) or ``"random"`` (PyTorch's default), see :func:`linear_v_cycle`.
+
+    Resolution: training records the grid it sees (the buffer ``trained_shape``, saved
+    with the weights). On a grid 2^k times finer in every axis (k >= 1; e.g. trained
+    at 65, run at 129 or 257) every cycle runs on k more finest grids
+    (:func:`refined_cycle`), so that its coarse grids are the physical grids it learned on;
+    on any other accepted grid it runs its J grids as they are.
     """
 
     def __init__(
@@ -176,6 +263,7 @@ class MgNO(NeuralOperator):
         nu: int | Sequence[int] = (1, 1),
         coords: bool = False,
         proj_width: int = 128,
+        transfer_init: str = "multigrid",
     ) -> None:
         super().__init__(in_channels, out_channels, coords)
         self.width = check_int("width", width, 1, MAX_WIDTH)
@@ -184,8 +272,30 @@ class MgNO(NeuralOperator):
         self.nu = _nu_pair(nu)
         self.proj_width = check_int("proj_width", proj_width, 1, MAX_WIDTH)
         self.lift = nn.Conv2d(self.lifted_channels, width, 1)
-        self.layers = nn.ModuleList(MgNOLayer(width, levels, self.nu) for _ in range(layers))
+        self.layers = nn.ModuleList(
+            MgNOLayer(width, levels, self.nu, transfer_init) for _ in range(layers)
+        )
         self.proj = _pointwise_mlp(width, proj_width, out_channels)
+        # (height, width) of the last training batch; zeros: not recorded
+        self.register_buffer("trained_shape", torch.zeros(2, dtype=torch.long))
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
+        # weights saved before the grid was recorded: no record, the J grids as they are
+        state_dict.setdefault(prefix + "trained_shape", torch.zeros(2, dtype=torch.long))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def extra_grids(self, shape: Sequence[int]) -> int:
+        """k where ``shape`` is 2^k (k >= 1) times finer than ``trained_shape`` in every
+        axis (n - 1 = 2^k (t - 1)), else 0 (also when no grid was recorded)."""
+        trained = self.trained_shape.tolist()
+        if len(shape) != len(trained) or min(trained) < 2:
+            return 0
+        ratios = {(n - 1) / (t - 1) for n, t in zip(shape, trained)}
+        if len(ratios) != 1:
+            return 0
+        ratio = ratios.pop()
+        k = round(math.log2(ratio)) if ratio >= 2 else 0
+        return k if k >= 1 and 2**k == ratio else 0
 
     @property
     def min_input_size(self) -> int:
@@ -201,9 +311,15 @@ class MgNO(NeuralOperator):
 
     def forward(self, x: Tensor) -> Tensor:
         self.check_input(x)
+        if self.training:
+            for axis, n in enumerate(x.shape[2:]):
+                self.trained_shape[axis] = n  # a fill on the device, no synchronisation
+            extra = 0
+        else:
+            extra = self.extra_grids(x.shape[2:])
         v = self.lift(self.with_coords(x))
         for layer in self.layers:
-            v = F.gelu(layer(v))
+            v = F.gelu(layer(v, extra))
         return self.proj(v)
 
     def activation_numel(self, size: int) -> int:
