@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from mgnet.stencils import StencilOperator, kernels
+from mgnet.stencils import NonlinearOperator, StencilOperator, kernels
 
 torch.set_num_threads(1)
 
@@ -108,3 +108,82 @@ def test_apply_and_residual_equal_the_definition(name, compiled):
     dense = op.to_sparse().toarray()  # the matrix, row by row from the definition too
     flat = u[:, 0].reshape(2, -1).numpy()
     np.testing.assert_allclose(flat @ dense.T, Au.reshape(2, -1), rtol=0, atol=1e-12)
+
+
+def test_a_wrongly_shaped_grid_is_refused_in_one_line():
+    op = StencilOperator((5, 4), (0.2, 0.25), random_stencil((5, 4), cross(2), False, seed=0))
+    for bad in [(1, 1, 4, 5), (1, 1, 5, 4, 3), (5, 4)]:
+        with pytest.raises(ValueError, match=r"^u: expected shape \(batch, channels, 5, 4\)"):
+            op(torch.zeros(bad, dtype=torch.float64))
+    assert op(torch.ones(2, 3, 5, 4, dtype=torch.float64)).shape == (2, 3, 5, 4)  # channels
+
+
+# --------------------------------------------- one colour of red-black, by its definition
+COLOUR_CASES = {
+    "1d-n3": ((3,), False),
+    "1d-n2": ((2,), False),
+    "2d-3x2": ((3, 2), False),
+    "2d-2x3-variable": ((2, 3), True),
+    "2d-4x5": ((4, 5), False),
+    "3d-3x2x3": ((3, 2, 3), False),
+}
+
+
+@pytest.mark.parametrize("path", ["kernels", "colour", "masked"])
+@pytest.mark.parametrize("grid_scale", [False, True], ids=["number", "grid"])
+@pytest.mark.parametrize("parity", [0, 1])
+@pytest.mark.parametrize("name", sorted(COLOUR_CASES))
+def test_colour_update_equals_the_definition(name, parity, grid_scale, path):
+    """u <- u + s (f - A u) at the nodes with (i_1 + .. + i_d) % 2 == parity only, with the
+    residual of the u before the step (the nodes of one colour are not coupled); by the
+    compiled kernel, the strided sub-lattices (the GPU path) and the blocked masked update
+    (the CPU PyTorch path)."""
+    if path == "kernels" and not kernels.available():
+        pytest.skip("numba is not installed")
+    shape, variable = COLOUR_CASES[name]
+    stencil = random_stencil(shape, cross(len(shape)), variable, seed=3)
+    op = StencilOperator(shape, [0.1] * len(shape), stencil)
+    g = torch.Generator().manual_seed(2)
+    u = torch.randn(2, 1, *shape, generator=g, dtype=torch.float64)
+    f = torch.randn(2, 1, *shape, generator=g, dtype=torch.float64)
+    scale = torch.rand(shape, generator=g, dtype=torch.float64) + 0.5 if grid_scale else 0.7
+    colour = (np.indices(shape).sum(axis=0) % 2 == parity).astype(float)
+    s = scale.numpy() if grid_scale else scale
+    r = f[:, 0].numpy() - apply_by_definition(stencil, "dirichlet", u[:, 0].numpy())
+    expected = u[:, 0].numpy() + colour * s * r
+    assert np.abs(colour * s * r).max() > 0.1
+    got = u.clone()
+    with torch.no_grad():
+        if path == "kernels":
+            assert op.compiled(got, f)
+            kernels.colour_update_(op, got, f, parity, scale)
+        elif path == "colour":
+            op.colour_update_(got, f, parity, scale)
+        else:
+            with kernels.disabled():
+                op.masked_update_(got, f, torch.from_numpy(colour * s))
+    np.testing.assert_allclose(got[:, 0].numpy(), expected, rtol=0, atol=1e-12)
+
+
+# ------------------------------------------------------------- the nonlinear (FAS) operator
+@pytest.mark.parametrize("kind", ["cubic", "bratu"])
+def test_nonlinear_operator_equals_its_definition(kind):
+    """A(u) = L u + u^3 (cubic) or L u - lam e^u (Bratu); dN its derivative."""
+    shape = (4, 3)
+    stencil = random_stencil(shape, cross(2), False, seed=5)
+    A = NonlinearOperator(StencilOperator(shape, (0.2, 0.25), stencil), kind=kind, lam=0.7)
+    u = torch.randn(2, 1, *shape, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    Lu = apply_by_definition(stencil, "dirichlet", u[:, 0].numpy())
+    un = u[:, 0].numpy()
+    N, dN = (un**3, 3 * un**2) if kind == "cubic" else (-0.7 * np.exp(un), -0.7 * np.exp(un))
+    with torch.no_grad():
+        np.testing.assert_allclose(A(u)[:, 0].numpy(), Lu + N, rtol=0, atol=1e-12)
+        f = torch.ones_like(u)
+        np.testing.assert_allclose(A.residual(u, f)[:, 0].numpy(), 1 - Lu - N, atol=1e-12)
+        np.testing.assert_allclose(A.dN(u, u)[:, 0].numpy(), dN, rtol=1e-14, atol=0)
+    assert A.dN(None, u) == (0.0 if kind == "cubic" else -0.7)
+
+
+def test_nonlinear_operator_refuses_an_unknown_kind():
+    with pytest.raises(ValueError, match="^kind: 'quartic' is not one of cubic, bratu"):
+        NonlinearOperator(StencilOperator((3,), (0.25,), {(0,): 2.0}), kind="quartic")
