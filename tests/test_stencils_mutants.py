@@ -12,7 +12,17 @@ import numpy as np
 import pytest
 import torch
 
-from mgnet.stencils import NonlinearOperator, StencilOperator, kernels
+from mgnet.stencils import (
+    DirectSolve,
+    FullWeighting,
+    Injection,
+    Interpolation,
+    NewtonJacobi,
+    NonlinearOperator,
+    StencilOperator,
+    kernels,
+    laplacian,
+)
 
 torch.set_num_threads(1)
 
@@ -187,3 +197,112 @@ def test_nonlinear_operator_equals_its_definition(kind):
 def test_nonlinear_operator_refuses_an_unknown_kind():
     with pytest.raises(ValueError, match="^kind: 'quartic' is not one of cubic, bratu"):
         NonlinearOperator(StencilOperator((3,), (0.25,), {(0,): 2.0}), kind="quartic")
+
+
+def test_newton_jacobi_equals_its_definition():
+    """B(r, u) = omega M r / (D + N'(u)), M the colour mask (none: every node)."""
+    shape = (3, 4)
+    stencil = random_stencil(shape, cross(2), False, seed=6)
+    A = NonlinearOperator(StencilOperator(shape, (0.25, 0.2), stencil), kind="cubic")
+    g = torch.Generator().manual_seed(7)
+    r, u = torch.randn(2, 2, 1, *shape, generator=g, dtype=torch.float64)
+    mask = torch.from_numpy((np.indices(shape).sum(axis=0) % 2 == 1).astype(float))
+    D = stencil[(0, 0)]
+    plain = r.numpy() * 0.8 / (D + 3 * u.numpy() ** 2)
+    with torch.no_grad():
+        np.testing.assert_allclose(NewtonJacobi(A, 0.8)(r, u).numpy(), plain, atol=1e-13)
+        masked = NewtonJacobi(A, 0.8, mask=mask, color="black")(r, None)
+    np.testing.assert_allclose(masked.numpy(), r.numpy() * 0.8 / D * mask.numpy(), atol=1e-13)
+
+
+# ------------------------------------------------------------- transfers by their weights
+def restriction_1d(n: int, bc: str) -> np.ndarray:
+    """Full weighting on one axis: (1/4, 1/2, 1/4) around the fine node of each coarse
+    node (Dirichlet: coarse I at fine 2I + 1; periodic: coarse I at fine 2I, wrapped)."""
+    m = (n - 1) // 2 if bc == "dirichlet" else n // 2
+    R = np.zeros((m, n))
+    for i in range(m):
+        centre = 2 * i + 1 if bc == "dirichlet" else 2 * i
+        for j, w in ((centre - 1, 0.25), (centre, 0.5), (centre + 1, 0.25)):
+            R[i, j % n] += w
+    return R
+
+
+def kron_all(mats: list[np.ndarray]) -> np.ndarray:
+    out = np.ones((1, 1))
+    for M in mats:
+        out = np.kron(out, M)
+    return out
+
+
+TRANSFER_CASES = {
+    "1d": ((7,), "dirichlet"),
+    "2d": ((5, 7), "dirichlet"),
+    "3d": ((3, 5, 3), "dirichlet"),
+    "1d-periodic": ((8,), "periodic"),
+    "2d-periodic": ((8, 10), "periodic"),
+}
+
+
+@pytest.mark.parametrize("compiled", [True, False], ids=["kernels", "torch"])
+@pytest.mark.parametrize("name", sorted(TRANSFER_CASES))
+def test_full_weighting_and_interpolation_equal_their_weights(name, compiled):
+    """R is the tensor product of the 1D full weightings, P the linear interpolation
+    2^d R^T (the transpose up to the factor 2 per axis); P x added in place as well."""
+    if compiled and not kernels.available():
+        pytest.skip("numba is not installed")
+    shape, bc = TRANSFER_CASES[name]
+    R = kron_all([restriction_1d(n, bc) for n in shape])
+    P = 2 ** len(shape) * R.T
+    coarse = tuple((n - 1) // 2 if bc == "dirichlet" else n // 2 for n in shape)
+    g = torch.Generator().manual_seed(8)
+    x = torch.randn(2, 1, *shape, generator=g, dtype=torch.float64)
+    e = torch.randn(2, 1, *coarse, generator=g, dtype=torch.float64)
+    u = torch.randn(2, 1, *shape, generator=g, dtype=torch.float64)
+    restrict, interpolate = FullWeighting(shape, bc), Interpolation(shape, bc)
+    with torch.no_grad():
+        if compiled:
+            Rx, Pe, u_Pe = restrict(x), interpolate(e), interpolate.add_to(u.clone(), e)
+        else:
+            with kernels.disabled():
+                Rx, Pe = restrict(x), interpolate(e)
+                u_Pe = interpolate.add_to(u.clone(), e)
+    assert Rx.shape == (2, 1, *coarse) and Pe.shape == u.shape
+    np.testing.assert_allclose(
+        Rx.reshape(2, -1).numpy(), x.reshape(2, -1).numpy() @ R.T, atol=1e-13
+    )
+    expected = e.reshape(2, -1).numpy() @ P.T
+    np.testing.assert_allclose(Pe.reshape(2, -1).numpy(), expected, atol=1e-13)
+    np.testing.assert_allclose(
+        u_Pe.reshape(2, -1).numpy(), u.reshape(2, -1).numpy() + expected, atol=1e-13
+    )
+
+
+def test_injection_takes_the_fine_value_at_each_coarse_node():
+    x = torch.arange(7 * 5, dtype=torch.float64).reshape(1, 1, 7, 5)
+    torch.testing.assert_close(Injection((7, 5))(x), x[:, :, 1::2, 1::2])  # 2I + 1
+    y = torch.arange(8 * 10, dtype=torch.float64).reshape(1, 1, 8, 10)
+    torch.testing.assert_close(Injection((8, 10), "periodic")(y), y[:, :, ::2, ::2])  # 2I
+
+
+# ------------------------------------------------------------------- the coarsest solve
+@pytest.mark.parametrize("dense_max", [1024, 0], ids=["dense", "sparse"])
+@pytest.mark.parametrize("case", ["spd", "nonsymmetric", "periodic-singular"])
+def test_direct_solve_equals_the_pseudo_inverse(case, dense_max):
+    """B r = A^-1 r; for a periodic A without zero-order term (null space: constants) the
+    pseudo-inverse's solution, A^+ r, which has zero mean and ignores r's mean."""
+    if case == "spd":
+        A = laplacian((3, 4))
+    elif case == "nonsymmetric":
+        A = StencilOperator((3, 4), (0.25, 0.2), random_stencil((3, 4), box(2), False, seed=9))
+    else:
+        A = laplacian((4, 6), bc="periodic")
+    dense = A.to_sparse().toarray()
+    r = torch.randn(3, 1, *A.shape, generator=torch.Generator().manual_seed(9), dtype=torch.float64)
+    r_flat = r.reshape(3, -1).numpy()
+    assert abs(r_flat.mean(axis=1)).max() > 0.05  # a mean that the singular case must drop
+    B = DirectSolve(A, dense_max=dense_max)
+    with torch.no_grad():
+        x = B(r).reshape(3, -1).numpy()
+    expected = r_flat @ np.linalg.pinv(dense).T
+    np.testing.assert_allclose(x, expected, rtol=0, atol=1e-10 * np.abs(expected).max())
