@@ -9,7 +9,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mgnet.models import MgNet, MgNetConfig, SpecError, create_model, model_info, parse_spec
+from mgnet.models import (
+    MgNet,
+    MgNetConfig,
+    SpecError,
+    count_parameters,
+    create_model,
+    model_info,
+    parse_spec,
+)
 from mgnet.models.baselines import PlainCNN, PreActResNet, torchvision_resnet18
 from mgnet.models.common import MAX_CHANNELS, init_weights
 from mgnet.models.operators import FNO2d, SpectralConv2d
@@ -243,3 +251,59 @@ def test_fno_sizes_and_limits():
     assert FNO2d(modes=12, padding=9, width=2, proj_width=2).min_input_size == 15
     with pytest.raises(ValueError, match="^proj_width: must be an integer in 1.."):
         FNO2d(width=2, proj_width=0)
+
+
+def test_fno_equals_the_network_written_by_hand():
+    """Li et al. (2020): v = Lift([a, x, y]) (1x1), zero-padded by ``padding`` at the high
+    end of each axis; v <- GELU(K v + W v) for every Fourier layer but the last (no GELU);
+    cropped back; u = Proj(v), a 1x1 -> GELU -> 1x1 MLP."""
+    torch.manual_seed(0)
+    model = FNO2d(width=3, modes=2, layers=2, padding=3, proj_width=4).double()
+    x = torch.randn(2, 1, 7, 6, dtype=torch.float64)
+    b, _, h, w = x.shape
+    gy = torch.linspace(0, 1, h, dtype=torch.float64).view(1, 1, h, 1).expand(b, 1, h, w)
+    gx = torch.linspace(0, 1, w, dtype=torch.float64).view(1, 1, 1, w).expand(b, 1, h, w)
+    v = F.conv2d(torch.cat([x, gx, gy], dim=1), model.lift.weight, model.lift.bias)
+    v = F.pad(v, [0, 3, 0, 3])
+    for i, (K, W) in enumerate(zip(model.spectral, model.pointwise)):
+        k = spectral_conv_by_hand(
+            v.detach().numpy(), K.weight_re.detach().numpy(), K.weight_im.detach().numpy(), 2, 2
+        )
+        v = torch.from_numpy(k) + F.conv2d(v, W.weight, W.bias)
+        if i == 0:
+            v = F.gelu(v)
+    v = v[..., :h, :w]
+    first, last = model.proj[0], model.proj[2]
+    expected = F.conv2d(F.gelu(F.conv2d(v, first.weight, first.bias)), last.weight, last.bias)
+    with torch.no_grad():
+        out = model(x)
+    assert out.shape == (2, 1, 7, 6) and expected.std() > 1e-3
+    torch.testing.assert_close(out, expected, rtol=0, atol=1e-12)
+
+
+def test_one_class_gets_a_linear_head():
+    for name in ("mgnet[1]-4", "plain_cnn", "preact_resnet_digits"):
+        model = create_model(name, in_chans=1, num_classes=1).eval()
+        assert isinstance(model.fc, nn.Linear) and model.fc.out_features == 1
+        with torch.no_grad():
+            assert model(torch.randn(2, 1, 8, 8)).shape == (2, 1)
+
+
+def test_baseline_width_limit_follows_the_number_of_stages():
+    # the widest stage has width * 2^(stages - 1) channels, at most 2^20
+    with torch.device("meta"):
+        model = PreActResNet(blocks=(1, 1, 1), width=2**18, in_channels=1)
+    assert model.num_features == 2**20
+    with pytest.raises(ValueError, match=r"^width: must be an integer in 1..262144, got 262145"):
+        PreActResNet(blocks=(1, 1, 1), width=2**18 + 1)
+    with pytest.raises(ValueError, match=r"^width: must be an integer in 1..131072, got 262144"):
+        PlainCNN(width=2**18, depth=4)
+
+
+def test_count_parameters_can_leave_out_frozen_ones():
+    model = PlainCNN(width=2, depth=1, num_classes=3, in_channels=1)
+    # conv 1->2 and 2->2 (3x3, no bias), two BatchNorms (2 + 2 each), head 2x3 + 3
+    assert count_parameters(model) == 18 + 36 + 8 + 9 == 71
+    model.fc.requires_grad_(False)
+    assert count_parameters(model) == 62
+    assert count_parameters(model, trainable_only=False) == 71
