@@ -73,7 +73,7 @@ not drawn again by this driver. Timings: the machine was quieter for the second 
 
 stencils/models, second pass (source of commit dd80ef4, then this branch: StencilOperator's
 shape check wired into ``forward``, tests/test_stencils_mutants.py, tests/test_models_mutants.py
-and eleven more equivalents)::
+and six more equivalents)::
 
     package    mutants      killed timeout survived equiv  score    s/mutant  options
     stencils    60 of 3290      39       0       21     0   65.0 %   25.7     (3) before
