@@ -12,11 +12,14 @@ from torch import nn
 from mgnet.models import (
     MgNet,
     MgNetConfig,
+    ModelInfo,
     SpecError,
     count_parameters,
     create_model,
+    list_models,
     model_info,
     parse_spec,
+    register_model,
 )
 from mgnet.models.baselines import PlainCNN, PreActResNet, torchvision_resnet18
 from mgnet.models.common import MAX_CHANNELS, init_weights
@@ -307,3 +310,10 @@ def test_count_parameters_can_leave_out_frozen_ones():
     model.fc.requires_grad_(False)
     assert count_parameters(model) == 62
     assert count_parameters(model, trainable_only=False) == 71
+
+
+def test_a_name_is_registered_once():
+    before = list_models()
+    with pytest.raises(ValueError, match="^name: model 'mgnet_cifar' is already registered"):
+        register_model(ModelInfo(name="mgnet_cifar", build=PlainCNN, description="a second"))
+    assert list_models() == before and model_info("mgnet_cifar").spec == "mgnet[2,2,2,2]-256-Bl"
