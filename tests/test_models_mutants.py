@@ -317,3 +317,14 @@ def test_a_name_is_registered_once():
     with pytest.raises(ValueError, match="^name: model 'mgnet_cifar' is already registered"):
         register_model(ModelInfo(name="mgnet_cifar", build=PlainCNN, description="a second"))
     assert list_models() == before and model_info("mgnet_cifar").spec == "mgnet[2,2,2,2]-256-Bl"
+
+
+def test_wrong_patterns_and_choices_name_what_is_accepted():
+    with pytest.raises(
+        TypeError, match=r"^filter: expected a string or a list of strings, got \[3\]$"
+    ):
+        list_models([3])
+    with pytest.raises(SpecError, match="^stem: 'conv5' is not one of conv3, imagenet$"):
+        MgNetConfig(nu=(1,), channels_u=(4,), channels_f=(4,), stem="conv5")
+    with pytest.raises(SpecError, match="^share_A: 'all' is not one of level, step$"):
+        MgNetConfig(nu=(1,), channels_u=(4,), channels_f=(4,), share_A="all")
