@@ -44,11 +44,13 @@ def apply_by_definition(stencil: dict, bc: str, u: np.ndarray) -> np.ndarray:
     return out
 
 
-def random_stencil(shape, offsets, variable: bool, seed: int) -> dict:
+def random_stencil(shape, offsets, variable: bool | str, seed: int) -> dict:
+    """Random coefficients: numbers, grids (``variable=True``) or, for ``"mixed"``, a grid
+    for every second offset and a number for the others."""
     rng = np.random.default_rng(seed)
     stencil = {}
-    for o in offsets:
-        if variable:
+    for k, o in enumerate(offsets):
+        if variable is True or (variable == "mixed" and k % 2 == 1):
             stencil[o] = torch.from_numpy(rng.uniform(-1.0, 1.0, size=shape))
         else:
             stencil[o] = float(rng.uniform(-1.0, 1.0))
@@ -89,6 +91,13 @@ CASES = {
     "3d-7pt-periodic": ((3, 4, 3), cross(3), "periodic", False),
     "3d-27pt": ((3, 2, 4), box(3), "dirichlet", False),
     "3d-7pt-variable": ((3, 3, 4), cross(3), "dirichlet", True),
+    "1d-3pt-variable-n1": ((1,), cross(1), "dirichlet", True),
+    "2d-5pt-variable-n1": ((3, 1), cross(2), "dirichlet", True),
+    "2d-9pt-variable-n1": ((4, 1), box(2), "dirichlet", True),
+    # rows that mix numbers and grids take the kernels' generic loop
+    "2d-9pt-mixed": ((4, 5), box(2), "dirichlet", "mixed"),
+    "2d-9pt-mixed-periodic": ((4, 5), box(2), "periodic", "mixed"),
+    "3d-7pt-mixed-periodic": ((3, 4, 3), cross(3), "periodic", "mixed"),
 }
 
 
