@@ -19,6 +19,7 @@ from mgnet.stencils import (
     Interpolation,
     NewtonJacobi,
     NonlinearOperator,
+    SparseTransfer,
     StencilOperator,
     kernels,
     laplacian,
@@ -315,3 +316,69 @@ def test_direct_solve_equals_the_pseudo_inverse(case, dense_max):
         x = B(r).reshape(3, -1).numpy()
     expected = r_flat @ np.linalg.pinv(dense).T
     np.testing.assert_allclose(x, expected, rtol=0, atol=1e-10 * np.abs(expected).max())
+
+
+def test_masked_update_over_several_blocks_equals_the_definition():
+    """A grid larger than one cache block (65536 numbers): the rows are updated block by
+    block, each with its slice of the scale grid."""
+    shape = (300, 301)
+    stencil = random_stencil(shape, cross(2), False, seed=10)
+    op = StencilOperator(shape, (0.01, 0.01), stencil)
+    g = torch.Generator().manual_seed(10)
+    u, f = torch.randn(2, 1, 1, *shape, generator=g, dtype=torch.float64)
+    colour = (np.indices(shape).sum(axis=0) % 2 == 1) * np.linspace(0.5, 1.5, shape[0])[:, None]
+    r = f[:, 0].numpy() - apply_by_definition(stencil, "dirichlet", u[:, 0].numpy())
+    got = u.clone()
+    with torch.no_grad(), kernels.disabled():
+        op.masked_update_(got, f, torch.from_numpy(colour))
+    np.testing.assert_allclose(got[:, 0].numpy(), u[:, 0].numpy() + colour * r, atol=1e-12)
+
+
+def test_a_grid_scale_changed_in_place_is_read_again():
+    """The kernels cache a scale grid's converted copy: a change in place must show."""
+    if not kernels.available():
+        pytest.skip("numba is not installed")
+    shape = (4, 5)
+    stencil = random_stencil(shape, cross(2), False, seed=11)
+    op = StencilOperator(shape, (0.2, 0.2), stencil)
+    g = torch.Generator().manual_seed(11)
+    u, f = torch.randn(2, 1, 1, *shape, generator=g, dtype=torch.float64)
+    scale = torch.full(shape, 0.5, dtype=torch.float64)
+    colour = np.indices(shape).sum(axis=0) % 2 == 0
+    with torch.no_grad():
+        kernels.colour_update_(op, u.clone(), f, 0, scale)
+        scale.mul_(3.0)
+        got = kernels.colour_update_(op, u.clone(), f, 0, scale)
+    r = f[:, 0].numpy() - apply_by_definition(stencil, "dirichlet", u[:, 0].numpy())
+    np.testing.assert_allclose(got[:, 0].numpy(), u[:, 0].numpy() + 1.5 * colour * r, atol=1e-12)
+
+
+def test_transfers_with_autograd_equal_their_weights():
+    shape = (5, 7)
+    R = kron_all([restriction_1d(n, "dirichlet") for n in shape])
+    x = torch.randn(2, 1, *shape, dtype=torch.float64, requires_grad=True)
+    Rx = FullWeighting(shape)(x)
+    flat = x.detach().reshape(2, -1).numpy()
+    np.testing.assert_allclose(Rx.detach().reshape(2, -1).numpy(), flat @ R.T, atol=1e-13)
+    e = torch.randn(2, 1, 2, 3, dtype=torch.float64, requires_grad=True)
+    Pe = Interpolation(shape)(e)
+    expected = e.detach().reshape(2, -1).numpy() @ (4 * R)
+    np.testing.assert_allclose(Pe.detach().reshape(2, -1).numpy(), expected, atol=1e-13)
+    (Rx.sum() + Pe.sum()).backward()
+    np.testing.assert_allclose(x.grad.reshape(2, -1).numpy()[0], R.sum(axis=0), atol=1e-13)
+
+
+def test_sparse_transfer_applies_its_matrix_per_sample():
+    M = np.arange(6.0).reshape(2, 3) - 2.0
+    T = SparseTransfer(M, (3,), (2,))
+    x = torch.randn(3, 1, 3, dtype=torch.float64)
+    assert T(x).shape == (3, 1, 2)
+    torch.testing.assert_close(T(x), torch.einsum("ij,bcj->bci", torch.from_numpy(M), x))
+
+
+def test_from_sparse_keeps_constant_coefficients_as_numbers():
+    A = laplacian((5, 6))
+    B = StencilOperator.from_sparse(A.to_sparse(), A.shape, A.h)
+    assert B.is_constant and sorted(B.offsets) == sorted(A.offsets)
+    for k, o in enumerate(A.offsets):
+        assert B.coefficient(B.offsets.index(o)) == pytest.approx(A.coefficient(k), rel=1e-14)
