@@ -351,6 +351,12 @@ def test_a_grid_scale_changed_in_place_is_read_again():
         got = kernels.colour_update_(op, u.clone(), f, 0, scale)
     r = f[:, 0].numpy() - apply_by_definition(stencil, "dirichlet", u[:, 0].numpy())
     np.testing.assert_allclose(got[:, 0].numpy(), u[:, 0].numpy() + 1.5 * colour * r, atol=1e-12)
+    scale = scale.float()  # converted to u's dtype: a copy, kept while scale is unchanged
+    with torch.no_grad():  # the same for the Jacobi update of every node
+        kernels.jacobi_update_(op, u.clone(), f, scale)
+        scale.mul_(2.0)
+        got = kernels.jacobi_update_(op, u.clone(), f, scale)
+    np.testing.assert_allclose(got[:, 0].numpy(), u[:, 0].numpy() + 3.0 * r, atol=1e-12)
 
 
 def test_transfers_with_autograd_equal_their_weights():
