@@ -189,9 +189,9 @@ class StencilOperator(nn.Module):
         return len(self._scalar) == len(self.offsets)
 
     def _check_input(self, u: Tensor, arg: str = "u") -> None:
-        if u.dim() != self.dim + 2 or tuple(u.shape[2:]) != self.shape or u.shape[1] != 1:
+        if u.dim() != self.dim + 2 or tuple(u.shape[2:]) != self.shape:
             raise ValueError(
-                f"{arg}: expected shape (batch, 1, {', '.join(map(str, self.shape))})"
+                f"{arg}: expected shape (batch, channels, {', '.join(map(str, self.shape))})"
                 f", got {tuple(u.shape)}"
             )
 
@@ -274,6 +274,7 @@ class StencilOperator(nn.Module):
 
     def forward(self, u: Tensor) -> Tensor:
         """A u."""
+        self._check_input(u)
         if self.compiled(u):
             return kernels.stencil(self, u, None, torch.empty_like(u))
         c = self.diagonal()
