@@ -128,6 +128,12 @@ and ten more equivalents)::
     the Cholesky test's tolerance boundary (``<=`` -> ``<``) and one index of
     ``_only_truncated``; models left: four constants of activation estimates (MgNet's stem,
     MgNO, UNet), which the tests check only within a factor two.
+
+FMG's cubic interpolation, added after these blocks (``CubicInterpolation`` in
+stencils/transfers.py and its kernel ``_cubic_taps`` / ``_cubic_line`` / ``cubic_axis`` in
+stencils/_compiled.py: 479 mutants on their lines): 30 drawn at random (Python's
+``random.sample``, seed 0), each run alone with ``--mutant ID --tests
+tests/test_fmg_interpolation.py``: 30 killed, none survived.
 """
 
 from __future__ import annotations
