@@ -76,6 +76,14 @@ one-right-hand-side cycle got faster (1.46 s, was 2.2 s in the same session) whi
 right-hand sides, bandwidth-bound on a shared machine, did not; 3.67x was measured on a
 quieter machine. A compiled 16-column product (1.4x SciPy's alone) did not change the
 cycle's time here and was left out.
+
+Rerun on a quiet machine (load about 1, after the borrowed-view kernels), the whole
+script, one run: correctness worst 1.6e-13; iterations as above (fem-poisson 14 / 14 /
+17, rotated anisotropy 62 / 49 / 52, elasticity 28 / 29 / 31; Darcy 14 / 15); solve phase
+0.49x at 1000^2 and 1.44x at 63^2; SA set-up at 1000^2 1.11 s against 3.06 s, 0.36x; 16
+right-hand sides 7.78x one. So the batching miss is not the load: with 16 columns each
+right-hand side still costs about half of a lone one, where the bytes say a quarter
+(the matrix is read once for all, the vectors 16 times).
 """
 
 from __future__ import annotations
