@@ -272,6 +272,21 @@ def test_mgno_records_its_grid_and_refines_the_cycle_on_a_finer_one():
     assert old.trained_shape.tolist() == [0, 0] and old.extra_grids((33, 33)) == 0
 
 
+def test_a_traced_mgno_reads_its_grid_from_python_ints(monkeypatch):
+    # torch.export / ONNX cannot read a buffer's values (data-dependent): under tracing the
+    # grid count comes from the Python record, which training and load_state_dict keep
+    torch.manual_seed(0)
+    model = create_model("mgno", width=4, layers=1, levels=3)
+    model(torch.randn(1, 1, 17, 17))
+    again = create_model("mgno", width=4, layers=1, levels=3)
+    again.load_state_dict(model.state_dict())
+    assert model._trained == again._trained == (17, 17)
+    again.trained_shape.zero_()  # eager reads the buffer (an EMA copy keeps only that)
+    assert again.extra_grids((33, 33)) == 0
+    monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)
+    assert again.extra_grids((33, 33)) == 1 and again.extra_grids((65, 65)) == 2
+
+
 def test_refined_cycle_adds_finest_grids_with_shared_stencils_and_h2_scaled_b():
     from mgnet.models.operators import refined_cycle
 

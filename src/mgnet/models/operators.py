@@ -278,16 +278,24 @@ class MgNO(NeuralOperator):
         self.proj = _pointwise_mlp(width, proj_width, out_channels)
         # (height, width) of the last training batch; zeros: not recorded
         self.register_buffer("trained_shape", torch.zeros(2, dtype=torch.long))
+        # the same record as Python ints, which a traced forward reads: a tensor's values
+        # would make the grid count data-dependent (torch.export, ONNX)
+        self._trained: tuple[int, ...] = (0, 0)
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
         # weights saved before the grid was recorded: no record, the J grids as they are
-        state_dict.setdefault(prefix + "trained_shape", torch.zeros(2, dtype=torch.long))
+        saved = state_dict.setdefault(prefix + "trained_shape", torch.zeros(2, dtype=torch.long))
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+        if isinstance(saved, Tensor) and saved.device.type != "meta":
+            self._trained = tuple(int(n) for n in saved.tolist())
 
     def extra_grids(self, shape: Sequence[int]) -> int:
         """k where ``shape`` is 2^k (k >= 1) times finer than ``trained_shape`` in every
         axis (n - 1 = 2^k (t - 1)), else 0 (also when no grid was recorded)."""
-        trained = self.trained_shape.tolist()
+        if torch.compiler.is_compiling():  # traced (compile, export): the Python record
+            trained = self._trained
+        else:  # eager: the buffer, which an EMA copy or a load_state_dict keeps current
+            trained = tuple(self.trained_shape.tolist())
         if len(shape) != len(trained) or min(trained) < 2:
             return 0
         ratios = {(n - 1) / (t - 1) for n, t in zip(shape, trained)}
@@ -312,8 +320,11 @@ class MgNO(NeuralOperator):
     def forward(self, x: Tensor) -> Tensor:
         self.check_input(x)
         if self.training:
-            for axis, n in enumerate(x.shape[2:]):
-                self.trained_shape[axis] = n  # a fill on the device, no synchronisation
+            shape = tuple(int(n) for n in x.shape[2:])
+            if shape != self._trained:
+                self._trained = shape
+                for axis, n in enumerate(shape):
+                    self.trained_shape[axis] = n  # a fill on the device, no synchronisation
             extra = 0
         else:
             extra = self.extra_grids(x.shape[2:])
