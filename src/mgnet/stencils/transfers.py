@@ -335,17 +335,13 @@ class CubicInterpolation(_GridTransfer):
         return x
 
     def _linear_axis(self, x: Tensor, axis: int) -> Tensor:
-        x = x.movedim(axis + 2, -1)
-        z = torch.zeros_like(x[..., :1])
-        if self.bc == "periodic":
-            mid = (x + torch.cat([x[..., 1:], x[..., :1]], -1)) / 2
-            out = torch.stack([x, mid], -1).flatten(-2)
-        else:
-            pad = torch.cat([z, x, z], -1)
-            mid = (pad[..., :-1] + pad[..., 1:]) / 2
-            out = torch.stack([mid[..., :-1], x], -1).flatten(-2)
-            out = torch.cat([out, mid[..., -1:]], -1)
-        return out.movedim(-1, axis + 2)
+        """Linear along one axis: :class:`Interpolation` of the 1D grid, every other axis
+        folded into the batch."""
+        n = self.fine_shape[axis]
+        lines = x.movedim(axis + 2, -1)
+        folded = lines.reshape(-1, 1, lines.shape[-1])
+        out = Interpolation((n,), self.bc)(folded.contiguous())
+        return out.reshape(*lines.shape[:-1], n).movedim(-1, axis + 2)
 
     def _axis(self, x: Tensor, axis: int) -> Tensor:
         """Cubic along one axis with PyTorch (autograd, CUDA, or no compiled kernels)."""
